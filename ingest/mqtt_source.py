@@ -1,0 +1,158 @@
+"""The MQTT side of ingest: a paho-mqtt v5 client with a persistent session and manual acks.
+
+paho's network loop runs in its own thread; ``on_message`` only appends to a buffer,
+and the asyncio side drains it in batches. A message is acknowledged (PUBACK) only
+when ``ack()`` is called after the next durable hop has it, so a crash before that
+makes the broker deliver it again. The broker's receive-maximum bounds how many
+unacknowledged messages can pile up here: that is the flow control.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from ingest.models import RawMessage
+
+__all__ = ["MqttSource", "MqttSourceError"]
+
+log = logging.getLogger(__name__)
+
+_SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue through a week-long outage
+_RECEIVE_MAXIMUM = 65_535          # MQTT v5's largest in-flight window
+
+
+class MqttSourceError(RuntimeError):
+    """The broker refused us or could not be reached in time."""
+
+
+class MqttSource:
+    def __init__(self, *, host: str, port: int, client_id: str, topic_root: str,
+                 share_group: str | None = None, username: str | None = None,
+                 password: str | None = None, connect_timeout_s: float = 30.0) -> None:
+        self._host = host
+        self._port = port
+        self._topic_root = topic_root.rstrip("/")
+        self._share_group = share_group
+        self._connect_timeout_s = connect_timeout_s
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                   protocol=mqtt.MQTTv5, manual_ack=True)
+        if username is not None:
+            self._client.username_pw_set(username, password)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.max_queued_messages_set(0)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+        self._pending_subscriptions: set[int] = set()
+        self._lock = threading.Lock()
+        self._buffer: list[RawMessage] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = asyncio.Event()
+        self._connected = threading.Event()
+        self._refused: str | None = None
+
+    def subscriptions(self) -> list[str]:
+        filters = [f"{self._topic_root}/+/+/{kind}" for kind in ("telemetry", "event", "status")]
+        if self._share_group:
+            return [f"$share/{self._share_group}/{f}" for f in filters]
+        return filters
+
+    async def __aenter__(self) -> Self:
+        self._loop = asyncio.get_running_loop()
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = _SESSION_EXPIRY_S
+        props.ReceiveMaximum = _RECEIVE_MAXIMUM
+        try:
+            self._client.connect_async(self._host, self._port, keepalive=30, clean_start=False,
+                                       properties=props)
+        except (OSError, ValueError) as err:
+            raise MqttSourceError(f"cannot connect to MQTT {self._host}:{self._port}: {err}") \
+                from err
+        self._client.loop_start()
+        connected = await asyncio.to_thread(self._connected.wait, self._connect_timeout_s)
+        if not connected or self._refused:
+            self._client.loop_stop()
+            raise MqttSourceError(f"MQTT broker {self._host}:{self._port} "
+                                  f"{self._refused or 'did not answer'}")
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        # Unacknowledged messages stay in the broker's session and come again next time.
+        self._client.disconnect()
+        await asyncio.to_thread(self._client.loop_stop)
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
+                    reason: ReasonCode, properties: Properties | None) -> None:
+        if reason.is_failure:
+            self._refused = f"refused the connection: {reason}"
+            log.error("mqtt connect refused host=%s reason=%s", self._host, reason)
+            self._connected.set()
+            return
+        log.info("mqtt connected host=%s port=%d session_present=%s", self._host, self._port,
+                 flags.session_present)
+        # Ready only once the broker confirms the subscriptions: nothing published after
+        # __aenter__ returns can miss us.
+        for topic in self.subscriptions():
+            result, mid = client.subscribe(topic, qos=1)
+            if result == mqtt.MQTT_ERR_SUCCESS and mid is not None:
+                self._pending_subscriptions.add(mid)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                      reason_codes: list[ReasonCode], properties: Properties | None) -> None:
+        failed = [str(code) for code in reason_codes if code.is_failure]
+        if failed:
+            self._refused = f"refused the subscription: {', '.join(failed)}"
+            log.error("mqtt subscribe refused host=%s reasons=%s", self._host, failed)
+        self._pending_subscriptions.discard(mid)
+        if not self._pending_subscriptions:
+            self._connected.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
+                       reason: ReasonCode, properties: Properties | None) -> None:
+        if reason.is_failure:
+            log.warning("mqtt disconnected host=%s reason=%s; reconnecting", self._host, reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        item = RawMessage(topic=msg.topic, payload=bytes(msg.payload), received_at=time.time(),
+                          mid=msg.mid, qos=msg.qos)
+        with self._lock:
+            self._buffer.append(item)
+            first = len(self._buffer) == 1
+        if first and self._loop is not None:
+            # Wake the drainer once per batch, not once per message.
+            self._loop.call_soon_threadsafe(self._ready.set)
+
+    async def take(self, max_messages: int, timeout_s: float) -> list[RawMessage]:
+        """Wait up to ``timeout_s`` for messages, then return up to ``max_messages``."""
+        if not self._buffer:
+            try:
+                await asyncio.wait_for(self._ready.wait(), timeout_s)
+            except TimeoutError:
+                return []
+        with self._lock:
+            taken, self._buffer = self._buffer[:max_messages], self._buffer[max_messages:]
+            if not self._buffer:
+                self._ready.clear()
+        return taken
+
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def ack(self, messages: Sequence[RawMessage]) -> None:
+        for m in messages:
+            if m.qos > 0:
+                self._client.ack(m.mid, m.qos)

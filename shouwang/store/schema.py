@@ -1,0 +1,181 @@
+"""Schema creation and migrations: TimescaleDB when the extension is there, else plain PostgreSQL.
+
+Migrations are numbered and append-only; each runs once, in a transaction, under an
+advisory lock so that several services starting together do not race.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from psycopg import AsyncConnection, sql
+
+__all__ = ["MIGRATIONS", "has_timescaledb", "migrate"]
+
+log = logging.getLogger(__name__)
+
+_LOCK_ID = 0x5348_5757  # "SHWW": one advisory lock for all schema changes
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the core tables
+    """
+    CREATE TABLE sites (
+        id text PRIMARY KEY,
+        name text NOT NULL,
+        address text NOT NULL DEFAULT ''
+    );
+    CREATE TABLE devices (
+        id text PRIMARY KEY,
+        type text NOT NULL,
+        site text NOT NULL REFERENCES sites(id),
+        name text NOT NULL DEFAULT '',
+        building text NOT NULL DEFAULT '',
+        unit text NOT NULL DEFAULT '',
+        floor text NOT NULL DEFAULT '',
+        room text NOT NULL DEFAULT '',
+        lat double precision,
+        lon double precision,
+        report_interval_s double precision NOT NULL DEFAULT 60,
+        thresholds jsonb NOT NULL DEFAULT '{}',
+        status text NOT NULL DEFAULT 'unknown',
+        last_seen timestamptz,
+        battery double precision,
+        updated_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TABLE readings (
+        ts timestamptz NOT NULL,
+        device_id text NOT NULL,
+        metric text NOT NULL,
+        value double precision NOT NULL,
+        seq bigint,
+        received_at timestamptz NOT NULL,
+        drill boolean NOT NULL DEFAULT false
+    );
+    -- Redelivery (MQTT QoS 1, Kafka at-least-once) lands on this and is ignored.
+    CREATE UNIQUE INDEX readings_device_metric_ts ON readings (device_id, metric, ts);
+    CREATE TABLE rejects (
+        id bigserial PRIMARY KEY,
+        received_at timestamptz NOT NULL,
+        topic text NOT NULL,
+        device_id text,
+        reason text NOT NULL,
+        detail text NOT NULL DEFAULT '',
+        payload bytea NOT NULL
+    );
+    CREATE INDEX rejects_reason ON rejects (reason, received_at);
+    CREATE TABLE alerts (
+        id bigserial PRIMARY KEY,
+        site text NOT NULL,
+        device_id text NOT NULL,
+        hazard text NOT NULL,
+        kind text NOT NULL,
+        severity smallint NOT NULL,
+        status text NOT NULL,
+        opened_at timestamptz NOT NULL,
+        acknowledged_at timestamptz,
+        acknowledged_by text,
+        resolved_at timestamptz,
+        resolved_by text,
+        last_value double precision,
+        message text NOT NULL DEFAULT '',
+        drill boolean NOT NULL DEFAULT false,
+        updated_at timestamptz NOT NULL DEFAULT now()
+    );
+    -- One live alert per (device, hazard): a repeat updates it instead of opening another.
+    CREATE UNIQUE INDEX alerts_one_live ON alerts (device_id, hazard)
+        WHERE status IN ('open', 'acknowledged', 'escalated', 'suppressed');
+    CREATE INDEX alerts_status ON alerts (status, opened_at);
+    CREATE TABLE alert_events (
+        id bigserial PRIMARY KEY,
+        alert_id bigint NOT NULL REFERENCES alerts(id),
+        at timestamptz NOT NULL,
+        actor text NOT NULL,
+        source text NOT NULL DEFAULT '',
+        action text NOT NULL,
+        from_status text,
+        to_status text NOT NULL,
+        note text NOT NULL DEFAULT ''
+    );
+    CREATE INDEX alert_events_alert ON alert_events (alert_id, at);
+    -- The outbox: one row per message; "nothing sent twice" = one row per (alert, step, receiver).
+    CREATE TABLE notifications (
+        id bigserial PRIMARY KEY,
+        alert_id bigint NOT NULL REFERENCES alerts(id),
+        step smallint NOT NULL DEFAULT 0,
+        receiver text NOT NULL,
+        channel text NOT NULL,
+        body text NOT NULL,
+        status text NOT NULL DEFAULT 'pending',
+        attempts integer NOT NULL DEFAULT 0,
+        last_error text NOT NULL DEFAULT '',
+        created_at timestamptz NOT NULL,
+        next_attempt_at timestamptz NOT NULL,
+        sent_at timestamptz,
+        UNIQUE (alert_id, step, receiver)
+    );
+    CREATE INDEX notifications_due ON notifications (next_attempt_at) WHERE status = 'pending';
+    CREATE TABLE drills (
+        id bigserial PRIMARY KEY,
+        scenario text NOT NULL,
+        site text NOT NULL,
+        started_at timestamptz NOT NULL,
+        finished_at timestamptz,
+        report jsonb NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE detector_state (
+        device_id text NOT NULL,
+        detector text NOT NULL,
+        state bytea NOT NULL,
+        updated_at timestamptz NOT NULL,
+        PRIMARY KEY (device_id, detector)
+    );
+    """,
+)
+
+# Applied after the core tables when TimescaleDB is installed in the database.
+_TIMESCALE = (
+    "SELECT create_hypertable('readings', 'ts', chunk_time_interval => interval '1 day', "
+    "if_not_exists => true, migrate_data => true)",
+    "ALTER TABLE readings SET (timescaledb.compress, "
+    "timescaledb.compress_segmentby = 'device_id, metric', timescaledb.compress_orderby = 'ts')",
+    "SELECT add_compression_policy('readings', interval '7 days', if_not_exists => true)",
+    "SELECT add_retention_policy('readings', interval '400 days', if_not_exists => true)",
+)
+
+
+async def has_timescaledb(conn: AsyncConnection[Any]) -> bool:  # Any: tuple rows
+    """True when the extension can be used (installed, or available to create)."""
+    cur = await conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')")
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def migrate(conn: AsyncConnection[Any], schema: str = "public") -> int:  # Any: tuple rows
+    """Bring ``schema`` up to date; returns the number of migrations applied."""
+    applied = 0
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+        await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        await conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+        await conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                           "version integer PRIMARY KEY, applied_at timestamptz DEFAULT now())")
+        cur = await conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
+        row = await cur.fetchone()
+        current = int(row[0]) if row else 0
+        timescale = current == 0 and await has_timescaledb(conn)
+        for version, script in enumerate(MIGRATIONS, start=1):
+            if version <= current:
+                continue
+            await conn.execute(script.encode())
+            await conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
+            applied += 1
+        if timescale:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            for statement in _TIMESCALE:
+                await conn.execute(statement.encode())
+            log.info("readings is a TimescaleDB hypertable with compression and retention")
+    if applied:
+        log.info("applied %d migration(s) to schema %s", applied, schema)
+    return applied

@@ -1,0 +1,106 @@
+"""Fixtures for tests against the real services that scripts/services.sh starts.
+
+A required service that is missing or unreachable fails the test; it is never skipped.
+Addresses come from SHOUWANG_TEST_* variables, or from .services/env written by
+``scripts/services.sh start``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from shouwang.store import connect, migrate
+
+_ROOT = Path(__file__).resolve().parent.parent
+_SESSION = uuid.uuid4().hex[:8]
+
+
+def _service_env() -> dict[str, str]:
+    values: dict[str, str] = {}
+    env_file = Path(os.environ.get("SHOUWANG_SERVICES_DIR", _ROOT / ".services")) / "env"
+    if env_file.exists():
+        for line in env_file.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip():
+                values[key.strip()] = value.strip()
+    values.update({k: v for k, v in os.environ.items() if k.startswith("SHOUWANG_TEST_")})
+    return values
+
+
+def _required(name: str) -> str:
+    value = _service_env().get(name)
+    if not value:
+        pytest.fail(f"{name} is not set: start the services with `bash scripts/services.sh "
+                    "start` (the README's test command does it)", pytrace=False)
+    return value
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+def _reachable(name: str, address: str) -> None:
+    try:
+        with socket.create_connection(_host_port(address), timeout=3):
+            pass
+    except OSError as err:
+        pytest.fail(f"{name} at {address} is not reachable: {err}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> str:
+    dsn = _required("SHOUWANG_TEST_PG_DSN")
+    try:
+        with psycopg.connect(dsn, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.OperationalError as err:
+        pytest.fail(f"PostgreSQL at {dsn} is not reachable: {err}", pytrace=False)
+    return dsn
+
+
+@pytest.fixture(scope="session")
+def mqtt_addr() -> tuple[str, int]:
+    address = _required("SHOUWANG_TEST_MQTT")
+    _reachable("Mosquitto", address)
+    return _host_port(address)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    address = _required("SHOUWANG_TEST_KAFKA")
+    _reachable("Kafka", address)
+    return address
+
+
+@pytest.fixture
+def run_id(request: pytest.FixtureRequest) -> str:
+    """Unique per test run and test: prefixes topics, groups and schemas."""
+    name = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower()).strip("_")[:30]
+    return f"t{_SESSION}_{name}_{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+async def db_schema(pg_dsn: str, run_id: str) -> AsyncIterator[str]:
+    """A fresh, migrated schema for one test; dropped afterwards."""
+    schema = run_id[:60]
+    conn = await connect(pg_dsn, schema)
+    try:
+        await migrate(conn, schema)
+        await conn.commit()
+        yield schema
+    finally:
+        await conn.rollback()
+        await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+            sql.Identifier(schema)))
+        await conn.commit()
+        await conn.close()
