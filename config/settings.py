@@ -19,6 +19,7 @@ from shouwang.catalog import DeviceType
 from shouwang.models import Device, Location, Severity, Site
 
 __all__ = [
+    "DEFAULT_THRESHOLDS",
     "AlertingSettings",
     "BusSettings",
     "ConfigError",

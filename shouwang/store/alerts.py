@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from psycopg import AsyncConnection, AsyncCursor
 
@@ -14,6 +14,7 @@ from shouwang.models import Alert, AlertStatus, Detection, DetectionKind, Locati
 __all__ = [
     "AlertEvent",
     "UnknownAlert",
+    "Upserted",
     "get_alert",
     "list_alerts",
     "list_events",
@@ -68,21 +69,29 @@ async def _event(cur: AsyncCursor[Any], alert_id: int, now: float, actor: str, s
         (alert_id, now, actor, source, action, from_status, to_status, note))
 
 
-async def upsert_live(cur: AsyncCursor[Any], detection: Detection,
-                      now: float) -> tuple[Alert, bool]:
-    """Open an alert for a firing detection, or update the live one; True when opened.
+class Upserted(NamedTuple):
+    alert: Alert
+    created: bool  # a new alert was opened
+    raised: bool   # the live alert's severity went up
+
+
+async def upsert_live(cur: AsyncCursor[Any], detection: Detection, now: float) -> Upserted:
+    """Open an alert for a firing detection, or update the live one.
 
     Call inside a transaction. A repeat never opens a second alert: severity only rises,
     the last value and message follow the latest detection.
     """
     await cur.execute(
-        "UPDATE alerts SET severity = greatest(severity, %s), last_value = %s, message = %s, "
-        "updated_at = to_timestamp(%s) WHERE device_id = %s AND hazard = %s "
-        "AND status = ANY(%s) RETURNING id",
-        (int(detection.severity), detection.value, detection.message, now,
-         detection.device_id, detection.hazard, list(_LIVE)))
+        "WITH live AS (SELECT id, severity FROM alerts WHERE device_id = %s AND hazard = %s "
+        "AND status = ANY(%s) FOR UPDATE) "
+        "UPDATE alerts a SET severity = greatest(a.severity, %s), last_value = %s, "
+        "message = %s, updated_at = to_timestamp(%s) FROM live WHERE a.id = live.id "
+        "RETURNING a.id, live.severity < %s",
+        (detection.device_id, detection.hazard, list(_LIVE), int(detection.severity),
+         detection.value, detection.message, now, int(detection.severity)))
     row: Any = await cur.fetchone()  # Any: one database row
     created = row is None
+    raised = bool(row[1]) if row is not None else False
     if created:
         await cur.execute(
             "INSERT INTO alerts (site, device_id, hazard, kind, severity, status, opened_at, "
@@ -101,7 +110,7 @@ async def upsert_live(cur: AsyncCursor[Any], detection: Detection,
     await cur.execute(_SELECT + " WHERE a.id = %s", (row[0],))
     found = await cur.fetchone()
     assert found is not None
-    return _row_to_alert(found), created
+    return Upserted(_row_to_alert(found), created, raised)
 
 
 async def transition(conn: AsyncConnection[Any], alert_id: int, wanted: AlertStatus, *,

@@ -1,4 +1,4 @@
-"""Kill -9 the ingest process mid-stream: nothing lost, nothing doubled (QoS 1 + ack after commit)."""
+"""Kill -9 the ingest process mid-stream: nothing lost, nothing doubled (ack after commit)."""
 
 from __future__ import annotations
 

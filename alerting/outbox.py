@@ -1,0 +1,243 @@
+"""The outbox: notifications written with their alert, sent later by the dispatcher.
+
+A row is queued in the same transaction that opened the alert, and the unique key
+``(alert_id, step, receiver)`` makes queueing idempotent: a redelivered detection
+queues nothing new. The dispatcher leases due rows with ``FOR UPDATE SKIP LOCKED``
+(two alerting processes never take the same row), sends them concurrently, each
+with its own timeout, and records the outcome on the row.
+
+At least once, not exactly once: a crash after the far end accepted a message but
+before the row is marked sent leaves the row leased; when the lease runs out it is
+sent again. That one duplicate is the price of never losing a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import Any
+
+from psycopg import AsyncConnection, AsyncCursor
+from psycopg_pool import AsyncConnectionPool
+
+from alerting import metrics
+from alerting.models import Language, OutboxItem
+from alerting.notifiers.base import Notifier, NotifyError
+from alerting.templates import render_title
+from config.settings import AlertingSettings, Receiver
+from shouwang.models import Alert, Severity
+from shouwang.retry import retry_until_done
+
+__all__ = ["Dispatcher", "Pool", "claim_due", "enqueue", "retry_delay"]
+
+log = logging.getLogger(__name__)
+
+Pool = AsyncConnectionPool[AsyncConnection[Any]]  # Any: tuple rows
+
+_ENQUEUE = """
+INSERT INTO notifications (alert_id, step, receiver, channel, body, created_at, next_attempt_at)
+SELECT %s, %s, receiver, channel, body, to_timestamp(%s), to_timestamp(%s)
+FROM unnest(%s::text[], %s::text[], %s::text[]) AS queued(receiver, channel, body)
+ON CONFLICT (alert_id, step, receiver) DO NOTHING
+"""
+# The lease moves next_attempt_at past the send's deadline, so the row is not due again
+# while it is being sent; if this process dies, it falls due when the lease ends.
+_CLAIM = """
+WITH due AS (
+    SELECT id FROM notifications
+    WHERE status = 'pending' AND next_attempt_at <= to_timestamp(%(now)s)
+    ORDER BY next_attempt_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE notifications n SET next_attempt_at = to_timestamp(%(lease_until)s)
+FROM due, alerts a LEFT JOIN sites s ON s.id = a.site
+WHERE n.id = due.id AND a.id = n.alert_id
+RETURNING n.id, n.alert_id, n.receiver, n.channel, n.body, n.attempts, a.hazard, a.severity,
+          a.drill, coalesce(s.name, a.site)
+"""
+_SENT = """
+UPDATE notifications SET status = 'sent', attempts = attempts + 1,
+    sent_at = to_timestamp(%s), last_error = '' WHERE id = %s
+"""
+_RETRY = """
+UPDATE notifications SET attempts = attempts + 1, last_error = %s,
+    next_attempt_at = to_timestamp(%s) WHERE id = %s
+"""
+_FAILED = """
+UPDATE notifications SET status = 'failed', attempts = attempts + 1, last_error = %s
+WHERE id = %s
+"""
+_BACKSTOP_S = 1.0  # extra time before the dispatcher gives up on a notifier itself
+
+
+def retry_delay(attempts: int, *, base_s: float, max_s: float, rng: random.Random) -> float:
+    """Seconds to wait after a failure, when ``attempts`` tries had failed before it.
+
+    ``base_s * 2**attempts`` capped at ``max_s``, then jittered down by up to half so
+    that many messages failing together do not all come back at once.
+
+    >>> rng = random.Random(1)
+    >>> [round(retry_delay(n, base_s=1.0, max_s=60.0, rng=rng), 2) for n in range(8)]
+    [0.57, 1.85, 3.53, 5.02, 11.96, 23.19, 49.55, 53.66]
+    """
+    ceiling = min(max_s, base_s * 2.0 ** min(attempts, 62))
+    return ceiling * rng.uniform(0.5, 1.0)
+
+
+async def enqueue(cur: AsyncCursor[Any], alert: Alert, step: int,
+                  receivers: Sequence[Receiver], bodies: Mapping[str, str],
+                  now: float) -> int:
+    """Queue one row per receiver (``bodies`` by channel); returns how many were new.
+
+    Call inside the alert's transaction. Rows already queued for this alert and step
+    are left alone, so a repeat never sends twice.
+    """
+    if not receivers:
+        return 0
+    await cur.execute(_ENQUEUE, (
+        alert.id, step, now, now,
+        [r.name for r in receivers], [r.channel for r in receivers],
+        [bodies[r.channel] for r in receivers]))
+    return cur.rowcount
+
+
+async def claim_due(conn: AsyncConnection[Any], now: float, limit: int,
+                    lease_s: float) -> list[OutboxItem]:
+    """Lease up to ``limit`` rows due at ``now`` for ``lease_s`` seconds (autocommit)."""
+    cur = await conn.execute(_CLAIM, {"now": now, "limit": limit,
+                                      "lease_until": now + lease_s})
+    return [OutboxItem(id=r[0], alert_id=r[1], receiver=r[2], channel=r[3], body=r[4],
+                       attempts=r[5], hazard=r[6], severity=Severity(r[7]), drill=r[8],
+                       site_name=r[9])
+            for r in await cur.fetchall()]
+
+
+class Dispatcher:
+    """Sends due outbox rows through a ``Notifier``: concurrent, bounded, retried.
+
+    It polls every ``poll_s`` and also as soon as ``wake`` is set (after an enqueue).
+    """
+
+    def __init__(self, notifier: Notifier, settings: AlertingSettings, *,
+                 wake: asyncio.Event, clock: Callable[[], float] = time.time,
+                 language: Language = "zh", poll_s: float = 0.2, max_in_flight: int = 32,
+                 rng: random.Random | None = None) -> None:
+        self._notifier = notifier
+        self._settings = settings
+        self._receivers = {r.name: r for r in settings.receivers}
+        self._wake = wake
+        self._clock = clock
+        self._language = language
+        self._poll_s = poll_s
+        self._max_in_flight = max_in_flight
+        self._rng = rng or random.Random()
+        self._lease_s = 2 * settings.send_timeout_s + 10.0
+        self._in_flight: set[int] = set()
+        self._failing: set[str] = set()  # receivers whose last send failed
+
+    async def run(self, pool: Pool, stop: asyncio.Event) -> None:
+        """Until ``stop``; sends already started finish (each within its timeout)."""
+        async with asyncio.TaskGroup() as sends:
+            more = False
+            while not stop.is_set():
+                if not more:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self._poll_s)
+                    self._wake.clear()
+                free = self._max_in_flight - len(self._in_flight)
+                if free <= 0:
+                    more = False
+                    continue
+                now = self._clock()
+                items = await retry_until_done(partial(self._claim, pool, now, free), stop,
+                                               what="outbox claim")
+                more = len(items) == free  # a full batch: more may be due already
+                for item in items:
+                    self._in_flight.add(item.id)
+                    sends.create_task(self._deliver(pool, item, stop),
+                                      name=f"alerting.send:{item.id}")
+
+    async def _claim(self, pool: Pool, now: float, limit: int) -> list[OutboxItem]:
+        async with pool.connection() as conn:
+            return await claim_due(conn, now, limit, self._lease_s)
+
+    async def _deliver(self, pool: Pool, item: OutboxItem, stop: asyncio.Event) -> None:
+        try:
+            started = time.perf_counter()
+            error = await self._send(item)
+            metrics.SEND_SECONDS.labels(item.channel).observe(time.perf_counter() - started)
+            finished = self._clock()  # once: the row's outcome is decided at this instant
+            await retry_until_done(partial(self._record, pool, item, error, finished), stop,
+                                   what="outbox update")
+        finally:
+            was_full = len(self._in_flight) >= self._max_in_flight
+            self._in_flight.discard(item.id)
+            if was_full:
+                self._wake.set()  # a slot is free again: look for more work at once
+
+    async def _send(self, item: OutboxItem) -> NotifyError | None:
+        receiver = self._receivers.get(item.receiver)
+        if receiver is None:
+            return NotifyError(f"receiver {item.receiver!r} is no longer configured",
+                               retryable=False)
+        title = render_title(hazard=item.hazard, severity=item.severity,
+                             site_name=item.site_name, drill=item.drill,
+                             language=self._language)
+        timeout_s = self._settings.send_timeout_s
+        try:
+            # The notifier keeps to timeout_s; this backstop covers one that does not.
+            async with asyncio.timeout(timeout_s + _BACKSTOP_S):
+                await self._notifier.send(receiver, title, item.body, timeout_s=timeout_s)
+        except NotifyError as err:
+            return err
+        except TimeoutError:
+            return NotifyError(f"no answer within {timeout_s:g}s", retryable=True)
+        except Exception as err:  # a notifier bug must not stop every other send
+            log.exception("notifier crashed receiver=%s notification=%d", item.receiver,
+                          item.id)
+            return NotifyError(f"notifier crashed: {err!r}", retryable=True)
+        return None
+
+    async def _record(self, pool: Pool, item: OutboxItem, error: NotifyError | None,
+                      now: float) -> None:
+        attempts = item.attempts + 1
+        async with pool.connection() as conn:
+            if error is None:
+                await conn.execute(_SENT, (now, item.id))
+                result = "sent"
+            elif error.retryable and attempts < self._settings.max_attempts:
+                delay = retry_delay(item.attempts, base_s=self._settings.retry_base_s,
+                                    max_s=self._settings.retry_max_s, rng=self._rng)
+                await conn.execute(_RETRY, (str(error), now + delay, item.id))
+                result = "retry"
+            else:
+                await conn.execute(_FAILED, (str(error), item.id))
+                result = "failed"
+        metrics.NOTIFICATIONS.labels(item.channel, result).inc()
+        self._log_outcome(item, error, attempts, result)
+
+    def _log_outcome(self, item: OutboxItem, error: NotifyError | None, attempts: int,
+                     result: str) -> None:
+        if error is None:
+            if item.receiver in self._failing:
+                self._failing.discard(item.receiver)
+                log.info("receiver=%s delivering again after failures", item.receiver)
+            log.debug("sent notification=%d alert=%d receiver=%s attempts=%d", item.id,
+                      item.alert_id, item.receiver, attempts)
+            return
+        if result == "failed":  # a message is lost: always worth an error
+            log.error("gave up notification=%d alert=%d receiver=%s after %d attempt(s): %s",
+                      item.id, item.alert_id, item.receiver, attempts, error)
+        elif item.receiver not in self._failing:
+            log.error("sending to receiver=%s failed, retrying with backoff: %s",
+                      item.receiver, error)
+        else:
+            log.debug("receiver=%s still failing notification=%d attempts=%d", item.receiver,
+                      item.id, attempts)
+        self._failing.add(item.receiver)

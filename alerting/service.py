@@ -1,0 +1,150 @@
+"""The alerting service: detections in, alerts and queued notifications out.
+
+For each batch from ``detections``: one transaction opens or updates the live alerts
+and queues their notifications (the outbox), then the changed alerts go out on
+``alert-updates``, then the bus offsets are committed. A crash anywhere in between
+replays the batch, which opens nothing twice and queues nothing twice. The
+dispatcher sends the queued rows alongside, woken at once after each commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+from psycopg_pool import AsyncConnectionPool
+
+from alerting import metrics
+from alerting.clearing import record_cleared
+from alerting.models import NotifyContext
+from alerting.notifiers.apprise_notifier import AppriseNotifier, validate_urls
+from alerting.notifiers.base import Notifier
+from alerting.outbox import Dispatcher, Pool
+from alerting.router import Router
+from alerting.stages import QueueNotifications, Stage, chain
+from config.settings import Settings
+from shouwang.bus import Bus, Consumer, Message
+from shouwang.codec import CodecError, decode_detection, encode_alert
+from shouwang.models import Alert, Detection, DetectionKind
+from shouwang.retry import retry_until_done
+from shouwang.store.alerts import upsert_live
+
+__all__ = ["AlertingService"]
+
+log = logging.getLogger(__name__)
+
+_BATCH_MAX = 500
+# Anomalies are findings for people to look at in the console, not alerts (yet).
+_ALERTING_KINDS = frozenset({DetectionKind.HAZARD, DetectionKind.HEALTH})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Applied:
+    changed: list[Alert]  # the latest state of every alert the batch touched
+    opened: list[Alert]
+    queued: int           # alerts that got new outbox rows
+
+
+class AlertingService:
+    def __init__(self, settings: Settings, bus: Bus, dsn: str, *, schema: str = "public",
+                 clock: Callable[[], float] = time.time,
+                 notifier: Notifier | None = None) -> None:
+        self._settings = settings
+        self._bus = bus
+        self._dsn = dsn
+        self._schema = schema
+        self._clock = clock
+        self._notifier = notifier
+        self._wake = asyncio.Event()  # set after a commit that queued notifications
+
+    async def run(self, stop: asyncio.Event) -> None:
+        config = self._settings.alerting
+        notifier = self._notifier
+        if notifier is None:
+            validate_urls(config.receivers)  # a bad URL fails here, not at the first alert
+            notifier = AppriseNotifier()
+        pipeline = chain(QueueNotifications(
+            Router(config.routes, config.receivers), sites=self._settings.site_map(),
+            devices=self._settings.device_map(), language=config.language))
+        dispatcher = Dispatcher(notifier, config, wake=self._wake, clock=self._clock,
+                                language=config.language)
+        pool: Pool = AsyncConnectionPool(
+            self._dsn, open=False, name="alerting", min_size=2, max_size=4,
+            check=AsyncConnectionPool.check_connection,
+            kwargs={"autocommit": True, "options": f"-c search_path={self._schema}",
+                    "application_name": "shouwang-alerting", "connect_timeout": 10})
+        await pool.open(wait=True, timeout=30)
+        try:
+            async with (self._bus.consumer(["detections"], config.group) as consumer,
+                        asyncio.TaskGroup() as tasks):
+                tasks.create_task(self._consume(consumer, pool, pipeline, stop),
+                                  name="alerting.consume")
+                tasks.create_task(dispatcher.run(pool, stop), name="alerting.dispatch")
+        finally:
+            await pool.close()
+
+    async def _consume(self, consumer: Consumer, pool: Pool, pipeline: Stage,
+                       stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            messages = await consumer.batch(_BATCH_MAX, 0.2)
+            if not messages:
+                continue
+            detections = self._decode(messages)
+            now = self._clock()  # once per batch: every stage sees the same instant
+            applied = await retry_until_done(
+                partial(self._apply, pool, pipeline, detections, now), stop,
+                what="alert write")
+            for alert in applied.opened:
+                metrics.ALERTS_OPENED.labels(alert.hazard, alert.severity.label).inc()
+                log.info("alert opened alert=%d site=%s device_id=%s hazard=%s severity=%s%s",
+                         alert.id, alert.site, alert.device_id, alert.hazard,
+                         alert.severity.label, " (drill)" if alert.drill else "")
+            if applied.queued:
+                self._wake.set()
+            if applied.changed:
+                updates = [(str(a.id), encode_alert(a)) for a in applied.changed]
+                await retry_until_done(partial(self._bus.publish, "alert-updates", updates),
+                                       stop, what="alert-updates publish")
+            await consumer.commit(messages)
+
+    def _decode(self, messages: Sequence[Message]) -> list[Detection]:
+        detections = []
+        for m in messages:
+            try:
+                detections.append(decode_detection(m.value))
+            except CodecError as err:
+                # Nothing can be routed from it; holding the partition would stop all alerts.
+                metrics.BAD_MESSAGES.inc()
+                log.error("skipping undecodable detection key=%s partition=%d offset=%d: %s",
+                          m.key, m.partition, m.offset, err)
+        return detections
+
+    async def _apply(self, pool: Pool, pipeline: Stage, detections: Sequence[Detection],
+                     now: float) -> _Applied:
+        changed: dict[int, Alert] = {}
+        opened: list[Alert] = []
+        async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            for detection in detections:
+                if detection.kind not in _ALERTING_KINDS:
+                    continue
+                if detection.firing:
+                    alert, created, raised = await upsert_live(cur, detection, now)
+                    if created or raised:
+                        # A rise routes again: receivers of the higher severity (the
+                        # loudspeakers for red) hear of it; the outbox's unique step
+                        # keeps everyone already told from being told twice.
+                        opened.append(alert)
+                else:
+                    found = await record_cleared(cur, detection, now)
+                    if found is None:
+                        continue
+                    alert = found
+                changed[alert.id] = alert
+            # The latest state: a later detection in this batch may have raised the severity.
+            opened = [changed[a.id] for a in opened]
+            queued = await pipeline(NotifyContext(now=now, cur=cur, step=0), opened)
+        return _Applied(changed=list(changed.values()), opened=opened, queued=len(queued))

@@ -1,0 +1,154 @@
+"""Live alert updates: one bus consumer per console process, fanned out to every viewer.
+
+Each viewer (an open ``/api/stream``) has its own bounded queue. The fan-out never waits
+for a viewer: when a queue is full the oldest update is dropped and counted, and the
+viewer is told to reload (``lost``), so one stalled browser cannot hold back the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+from console.metrics import FEED_MESSAGES, LIVE_DROPPED, LIVE_VIEWERS
+from shouwang.bus import Bus, BusError, Message
+from shouwang.codec import CodecError, decode_alert
+from shouwang.models import Alert
+
+__all__ = ["ALERT_UPDATES", "AlertFeed", "TooManyViewers", "Viewer"]
+
+log = logging.getLogger(__name__)
+
+ALERT_UPDATES = "alert-updates"
+_POLL_S = 0.25  # longest wait for the bus; bounds how long ``stop`` takes to be noticed
+
+
+class TooManyViewers(RuntimeError):
+    """The console already serves its maximum number of live viewers."""
+
+
+class Viewer:
+    """One live viewer's bounded queue of alert updates."""
+
+    def __init__(self, maxsize: int) -> None:
+        # None is the end-of-stream marker (the console is shutting down).
+        self._queue: asyncio.Queue[Alert | None] = asyncio.Queue(maxsize=maxsize)
+        self._lost = 0
+
+    def offer(self, item: Alert | None) -> None:
+        """Enqueue without waiting; a full queue loses its oldest update."""
+        if self._queue.full():
+            dropped = self._queue.get_nowait()
+            if dropped is not None:
+                self._lost += 1
+                LIVE_DROPPED.inc()
+        self._queue.put_nowait(item)
+
+    async def get(self) -> Alert | None:
+        """The next update, or None once the feed has closed."""
+        item = await self._queue.get()
+        if item is None:
+            self._queue.put_nowait(None)  # stays closed for any later get()
+        return item
+
+    def take_lost(self) -> int:
+        """How many updates were dropped since the last call (the viewer must reload)."""
+        lost, self._lost = self._lost, 0
+        return lost
+
+
+class AlertFeed:
+    """Reads ``alert-updates`` from the latest offset and hands each alert to every viewer.
+
+    Parameters
+    ----------
+    bus
+        An entered bus.
+    viewer_queue
+        Updates buffered per viewer before the oldest is dropped.
+    max_viewers
+        More concurrent viewers than this are refused (``TooManyViewers``).
+    retry_max_s
+        Longest wait between attempts to rejoin the bus after an error.
+    """
+
+    def __init__(self, bus: Bus, *, viewer_queue: int = 256, max_viewers: int = 200,
+                 retry_max_s: float = 30.0) -> None:
+        self._bus = bus
+        self._viewer_queue = viewer_queue
+        self.max_viewers = max_viewers
+        self._retry_max_s = retry_max_s
+        self._viewers: set[Viewer] = set()
+        self._closed = False
+        # Set once the consumer has joined: updates published after this reach viewers.
+        self.ready = asyncio.Event()
+
+    @property
+    def viewers(self) -> int:
+        return len(self._viewers)
+
+    @contextmanager
+    def subscribe(self) -> Iterator[Viewer]:
+        if len(self._viewers) >= self.max_viewers:
+            raise TooManyViewers(f"{self.max_viewers} live viewers already connected")
+        viewer = Viewer(self._viewer_queue)
+        if self._closed:
+            viewer.offer(None)
+        self._viewers.add(viewer)
+        LIVE_VIEWERS.inc()
+        try:
+            yield viewer
+        finally:
+            self._viewers.discard(viewer)
+            LIVE_VIEWERS.dec()
+
+    def close(self) -> None:
+        """End every viewer's stream (the server waits for open responses to finish)."""
+        self._closed = True
+        for viewer in list(self._viewers):
+            viewer.offer(None)
+
+    def deliver(self, alert: Alert) -> None:
+        """Hand ``alert`` to every viewer now."""
+        for viewer in list(self._viewers):
+            viewer.offer(alert)
+
+    def _dispatch(self, messages: list[Message]) -> None:
+        for message in messages:
+            try:
+                alert = decode_alert(message.value)
+            except CodecError as err:
+                FEED_MESSAGES.labels("undecodable").inc()
+                log.warning("skipping alert-updates message key=%s: %s", message.key, err)
+                continue
+            FEED_MESSAGES.labels("delivered").inc()
+            self.deliver(alert)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop``; rejoin with jittered exponential backoff after bus errors."""
+        # A fresh group per process: every console sees every update, none holds back others.
+        group = f"console-{uuid.uuid4().hex[:12]}"
+        first_delay = min(0.5, self._retry_max_s)
+        delay = first_delay
+        failing = False
+        while not stop.is_set():
+            try:
+                async with self._bus.consumer([ALERT_UPDATES], group, from_latest=True) as feed:
+                    self.ready.set()
+                    if failing:
+                        log.info("live alert feed rejoined the bus (group=%s)", group)
+                    failing, delay = False, first_delay
+                    while not stop.is_set():
+                        self._dispatch(await feed.batch(max_records=500, timeout_s=_POLL_S))
+            except BusError as err:
+                if not failing:  # log once per outage, not on every retry
+                    log.error("live alert feed lost the bus, retrying: %s", err)
+                failing = True
+                pause = random.uniform(0.5, 1.0) * delay
+                delay = min(delay * 2, self._retry_max_s)
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), pause)

@@ -1,0 +1,77 @@
+"""What the console accepts from a browser: query strings and JSON bodies, checked once here."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from shouwang.lifecycle import LIVE_STATUSES
+from shouwang.models import AlertStatus
+
+__all__ = ["ActionBody", "AlertQuery", "BadInput", "NotificationQuery", "parse"]
+
+_M = TypeVar("_M", bound=BaseModel)
+
+LIVE = "live"  # shorthand for every status in which an alert still needs attention
+
+
+class BadInput(ValueError):
+    """The request does not fit its model; the message names each bad field."""
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AlertQuery(_Input):
+    """``?status=open&status=escalated``, ``?status=open,escalated`` or ``?status=live``."""
+
+    status: tuple[AlertStatus, ...] = ()
+    site: str | None = Field(default=None, min_length=1, max_length=64)
+    limit: int = Field(default=500, ge=1, le=5000)
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:  # Any: raw query values, checked by the field type
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple):
+            return value
+        wanted: set[AlertStatus] = set()
+        for item in value:
+            for name in str(item).split(","):
+                name = name.strip()
+                if name == LIVE:
+                    wanted |= LIVE_STATUSES
+                elif name:
+                    try:
+                        wanted.add(AlertStatus(name))
+                    except ValueError:
+                        choices = ", ".join([LIVE, *(s.value for s in AlertStatus)])
+                        raise ValueError(f"unknown status {name!r} (one of {choices})") from None
+        return tuple(sorted(wanted))
+
+
+class NotificationQuery(_Input):
+    alert_id: int | None = Field(default=None, ge=1)
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class ActionBody(_Input):
+    """Body of acknowledge/resolve; both fields optional until the console has logins."""
+
+    actor: str = Field(default="console", min_length=1, max_length=64)
+    note: str = Field(default="", max_length=2000)
+
+
+def parse(model: type[_M], data: Any) -> _M:  # Any: untrusted input
+    """Validate ``data``; ``BadInput`` says which field is wrong and why."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        problems = []
+        for e in err.errors(include_url=False):
+            where = ".".join(str(part) for part in e["loc"]) or "body"
+            problems.append(f"{where}: {e['msg']}")
+        raise BadInput("; ".join(problems)) from err

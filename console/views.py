@@ -1,0 +1,125 @@
+"""The console's JSON shapes: one function per thing shown, shared by the API and the stream."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+from console.models import DeviceState
+from shouwang.models import Alert, Location, Notification
+from shouwang.store.alerts import AlertEvent
+
+__all__ = [
+    "JSONResponse",
+    "alert_view",
+    "device_view",
+    "error_response",
+    "event_view",
+    "iso_utc",
+    "location_view",
+    "notification_view",
+]
+
+# Any: a JSON object; the shapes are fixed by the functions below.
+JSONObject = dict[str, Any]
+
+
+class JSONResponse(Response):
+    """orjson, UTF-8 as is (Chinese stays readable), NaN as null instead of an error."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:  # Any: whatever the view functions built
+        return orjson.dumps(content)
+
+
+def error_response(status_code: int, message: str,
+                   headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status_code, headers=headers)
+
+
+def iso_utc(ts: float | None) -> str | None:
+    """
+    >>> iso_utc(1764124800.25)
+    '2025-11-26T02:40:00.250Z'
+    >>> iso_utc(None) is None
+    True
+    """
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
+
+
+def location_view(location: Location) -> JSONObject:
+    return {
+        "building": location.building, "unit": location.unit, "floor": location.floor,
+        "room": location.room, "lat": location.lat, "lon": location.lon,
+        "text": location.describe(),
+    }
+
+
+def alert_view(alert: Alert) -> JSONObject:
+    return {
+        "id": alert.id,
+        "site": alert.site,
+        "device_id": alert.device_id,
+        "location": location_view(alert.location),
+        "hazard": alert.hazard,
+        "kind": alert.kind.value,
+        "severity": alert.severity.label,
+        "severity_level": int(alert.severity),
+        "status": alert.status.value,
+        "opened_at": iso_utc(alert.opened_at),
+        "acknowledged_at": iso_utc(alert.acknowledged_at),
+        "resolved_at": iso_utc(alert.resolved_at),
+        "last_value": alert.last_value,
+        "message": alert.message,
+        "drill": alert.drill,
+    }
+
+
+def event_view(event: AlertEvent) -> JSONObject:
+    return {
+        "at": iso_utc(event.at),
+        "actor": event.actor,
+        "source": event.source,
+        "action": event.action,
+        "from_status": event.from_status,
+        "to_status": event.to_status,
+        "note": event.note,
+    }
+
+
+def device_view(state: DeviceState) -> JSONObject:
+    device = state.device
+    return {
+        "id": device.id,
+        "type": device.type.value,
+        "site": device.site,
+        "name": device.name,
+        "location": location_view(device.location),
+        "status": state.status.value,
+        "last_seen": iso_utc(state.last_seen),
+        "battery": state.battery,
+        "report_interval_s": device.report_interval_s,
+    }
+
+
+def notification_view(notification: Notification) -> JSONObject:
+    return {
+        "id": notification.id,
+        "alert_id": notification.alert_id,
+        "receiver": notification.receiver,
+        "channel": notification.channel,
+        "body": notification.body,
+        "status": notification.status.value,
+        "attempts": notification.attempts,
+        "last_error": notification.last_error,
+        "created_at": iso_utc(notification.created_at),
+        "sent_at": iso_utc(notification.sent_at),
+    }

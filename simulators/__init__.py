@@ -1,0 +1,49 @@
+"""Simulated devices for demos, drills, tests and load: seeded signals, scenarios, MQTT.
+
+``SimulatorService`` publishes a configured community over MQTT following the device
+contract; ``Community`` is the same fleet without I/O (deterministic from a seed), and
+``publish_stream`` pushes prepared messages for tests and benches.
+"""
+
+from simulators.community import Community
+from simulators.devices import DeviceSignal, simulated_device, stable_seed
+from simulators.models import (
+    GroundTruth,
+    OutgoingMessage,
+    Ramp,
+    Scenario,
+    ScenarioEvent,
+    ScheduledScenario,
+    SimulatedDevice,
+)
+from simulators.payloads import Channel, encode_event, encode_telemetry, topic_for
+from simulators.publisher import MqttPublisher, PublisherError, publish_stream
+from simulators.scenarios import GAS_LEAK, SCENARIOS, SOS, ScenarioError, apply_ramps
+from simulators.service import SimulatorService
+
+__all__ = [
+    "GAS_LEAK",
+    "SCENARIOS",
+    "SOS",
+    "Channel",
+    "Community",
+    "DeviceSignal",
+    "GroundTruth",
+    "MqttPublisher",
+    "OutgoingMessage",
+    "PublisherError",
+    "Ramp",
+    "Scenario",
+    "ScenarioError",
+    "ScenarioEvent",
+    "ScheduledScenario",
+    "SimulatedDevice",
+    "SimulatorService",
+    "apply_ramps",
+    "encode_event",
+    "encode_telemetry",
+    "publish_stream",
+    "simulated_device",
+    "stable_seed",
+    "topic_for",
+]
