@@ -28,6 +28,7 @@ __all__ = [
     "DetectorSettings",
     "DeviceConfig",
     "IngestSettings",
+    "MetricsSettings",
     "MqttSettings",
     "Receiver",
     "Route",
@@ -82,7 +83,13 @@ class IngestSettings(_Section):
     max_payload_bytes: int = Field(default=64 * 1024, ge=256)
     max_readings_per_message: int = Field(default=500, ge=1)
     queue_max_messages: int = Field(default=100_000, ge=100)
-    metrics_port: int = Field(default=0, ge=0, le=65535, description="0 = no /metrics server")
+
+
+class MetricsSettings(_Section):
+    """Prometheus exposition for a single-service process (the console serves /metrics too)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535, description="0 = no metrics server")
 
 
 class ThresholdRule(_Section):
@@ -269,6 +276,7 @@ class Settings(BaseSettings):
     detectors: DetectorSettings = DetectorSettings()
     alerting: AlertingSettings = AlertingSettings()
     console: ConsoleSettings = ConsoleSettings()
+    metrics: MetricsSettings = MetricsSettings()
     sink: SinkSettings = SinkSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     sites: tuple[SiteConfig, ...] = ()

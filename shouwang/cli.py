@@ -12,6 +12,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import start_http_server
+
 from config.settings import ConfigError, Settings, load
 
 __all__ = ["main"]
@@ -183,6 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"shouwang: {err}", file=sys.stderr)  # the operator must see why it stopped
         return 2
+    if settings.metrics.port:
+        # Scraped by Prometheus; every service's counters live in this process's registry.
+        start_http_server(settings.metrics.port, addr=settings.metrics.host)
     try:
         asyncio.run(_run_until_signal(args.command_fn, settings, args))
     except KeyboardInterrupt:
