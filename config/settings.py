@@ -13,24 +13,43 @@ from typing import Any, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from shouwang.catalog import DeviceType
 from shouwang.models import Device, Location, Severity, Site
 
 __all__ = [
+    "DEFAULT_CORRELATIONS",
+    "DEFAULT_INHIBIT_RULES",
+    "DEFAULT_RATE_OF_RISE",
     "DEFAULT_THRESHOLDS",
     "AlertingSettings",
     "BusSettings",
+    "ChannelLimit",
     "ConfigError",
     "ConsoleSettings",
+    "CorrelationRule",
     "DatabaseSettings",
     "DetectorSettings",
     "DeviceConfig",
+    "EscalationPolicy",
+    "EscalationStep",
+    "ForecastSettings",
+    "HealthSettings",
     "IngestSettings",
+    "InhibitRule",
     "MetricsSettings",
     "MqttSettings",
+    "OnCallShift",
+    "RateOfRiseRule",
     "Receiver",
+    "Recipient",
+    "RecipientGroup",
     "Route",
     "ScenarioRun",
     "Settings",
@@ -82,7 +101,6 @@ class IngestSettings(_Section):
     flush_ms: int = Field(default=50, ge=1, le=10_000)
     max_payload_bytes: int = Field(default=64 * 1024, ge=256)
     max_readings_per_message: int = Field(default=500, ge=1)
-    queue_max_messages: int = Field(default=100_000, ge=100)
 
 
 class MetricsSettings(_Section):
@@ -159,12 +177,141 @@ DEFAULT_THRESHOLDS: tuple[ThresholdRule, ...] = (
 )
 
 
+class ForecastSettings(_Section):
+    """Pre-warnings: a robust trend (Sen's slope, Mann-Kendall test) projected to level 1.
+
+    The test needs ``min_samples`` readings over at least ``min_span_s`` seconds and a
+    trend significant at ``z_fire`` (3.0 ~ p < 0.0015 one-sided) on ``confirm``
+    evaluations in a row, and the projected crossing must lie within ``horizon_s``:
+    that keeps sensor noise and short nuisance bumps quiet.
+    """
+
+    metrics: tuple[str, ...] = ("lel", "co", "smoke", "temperature", "level",
+                                "residual_current")
+    window_s: float = Field(default=600.0, gt=0)
+    max_samples: int = Field(default=12, ge=4, le=64)
+    min_samples: int = Field(default=8, ge=4)
+    min_span_s: float = Field(default=20.0, ge=0)
+    horizon_s: float = Field(default=600.0, gt=0, description="longest forecast that warns")
+    urgent_s: float = Field(default=120.0, gt=0, description="forecasts this close are YELLOW")
+    watch_fraction: float = Field(default=0.2, ge=0, lt=1,
+                                  description="evaluate only above this share of level 1")
+    z_fire: float = Field(default=3.0, gt=0)
+    z_clear: float = Field(default=1.0, ge=0)
+    confirm: int = Field(default=2, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.min_samples > self.max_samples:
+            raise ValueError("min_samples must be <= max_samples")
+        if self.z_clear >= self.z_fire:
+            raise ValueError("z_clear must be below z_fire")
+        return self
+
+
+class RateOfRiseRule(_Section):
+    """A rise faster than ``rate_per_min`` is a hazard even below the fixed levels."""
+
+    device_type: DeviceType
+    metric: str
+    hazard: str
+    rate_per_min: float = Field(gt=0)
+    severity: Literal["blue", "yellow", "orange", "red"] = "orange"
+    source: str
+
+
+DEFAULT_RATE_OF_RISE: tuple[RateOfRiseRule, ...] = (
+    RateOfRiseRule(device_type=DeviceType.SMOKE, metric="temperature", hazard="heat_rise",
+                   rate_per_min=8.3, severity="orange",
+                   source="NFPA 72 §17.6 / UL 521 rate-of-rise heat detectors: 15 °F (8.3 °C) "
+                          "per minute"),
+    RateOfRiseRule(device_type=DeviceType.ELECTRICAL, metric="temperature",
+                   hazard="overheat_rise", rate_per_min=5.0, severity="yellow",
+                   source="a loaded cable settles with a ~10 min thermal lag (< 2 °C/min); "
+                          "faster means a loose terminal or arcing (GB 14287.4 practice)"),
+)
+
+
+class HealthSettings(_Section):
+    """Sensor-health checks; findings are HEALTH and route to maintenance."""
+
+    stuck_samples: int = Field(default=30, ge=3, le=1000,
+                               description="this many identical readings in a row = stuck")
+    stuck_metrics: tuple[str, ...] = ("lel", "co", "smoke", "temperature", "level",
+                                      "residual_current", "current", "heart_rate")
+    battery_low: float = Field(default=20.0, ge=0, le=100,
+                               description="%, per GB 20517 low-battery indication practice")
+    battery_clear: float = Field(default=25.0, ge=0, le=100)
+    seq_window: int = Field(default=50, ge=5, le=10_000,
+                            description="messages per loss/duplicate evaluation")
+    seq_loss_ratio: float = Field(default=0.2, gt=0, le=1)
+    seq_duplicate_ratio: float = Field(default=0.2, gt=0, le=1)
+    seq_reset_gap: int = Field(default=1000, ge=10,
+                               description="seq falling by more is a device restart")
+    max_clock_skew_s: float = Field(default=300.0, gt=0)
+    clock_skew_samples: int = Field(default=3, ge=1, le=100,
+                                    description="skewed readings in a row before firing")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.battery_clear < self.battery_low:
+            raise ValueError("battery_clear must be >= battery_low")
+        return self
+
+
+class CorrelationRule(_Section):
+    """Several findings in one place within a window mean more than each alone.
+
+    ``hazards`` must all fire (``min_devices`` distinct devices in total) within
+    ``window_s`` in the same ``scope`` (room, building or site); then one detection of
+    ``result_hazard`` at ``severity`` fires. ``suppress`` marks findings the result
+    explains (a building-wide outage explains each device going offline), which are
+    then not published one by one.
+    """
+
+    name: str
+    hazards: tuple[str, ...] = Field(min_length=1)
+    scope: Literal["room", "building", "site"] = "building"
+    min_devices: int = Field(default=2, ge=1)
+    window_s: float = Field(default=300.0, gt=0)
+    result_hazard: str
+    kind: Literal["hazard", "health"] = "hazard"
+    severity: Literal["blue", "yellow", "orange", "red"] = "red"
+    message: str
+    suppress: bool = False
+    source: str = ""
+
+
+DEFAULT_CORRELATIONS: tuple[CorrelationRule, ...] = (
+    CorrelationRule(name="fire_confirmed", hazards=("smoke", "heat_rise"), scope="room",
+                    min_devices=1, window_s=300.0, result_hazard="fire", severity="red",
+                    message="烟雾与温度快速上升同时出现，火灾可能性高",
+                    source="multi-criteria fire detection (EN 54-29): smoke plus heat "
+                           "confirms a fire and rejects steam and dust"),
+    CorrelationRule(name="gas_spread", hazards=("gas",), scope="building", min_devices=2,
+                    window_s=600.0, result_hazard="gas_spread", severity="red",
+                    message="同一楼栋多个燃气探测器报警，泄漏可能扩散",
+                    source="two independent sensors agreeing rule out one faulty sensor"),
+    CorrelationRule(name="power_outage", hazards=("offline",), scope="building",
+                    min_devices=5, window_s=120.0, result_hazard="power_outage",
+                    kind="health", severity="yellow", suppress=True,
+                    message="同一楼栋多台设备同时离线，疑似停电或网络中断",
+                    source="many devices silent at once share a cause (power, gateway)"),
+)
+
+
 class DetectorSettings(_Section):
     thresholds: tuple[ThresholdRule, ...] = DEFAULT_THRESHOLDS
     offline_after_intervals: float = Field(default=3.0, gt=1.0,
                                            description="offline after N missed reports")
     offline_check_s: float = Field(default=5.0, gt=0)
     group: str = "detectors"
+    forecast: ForecastSettings = ForecastSettings()
+    rate_of_rise: tuple[RateOfRiseRule, ...] = DEFAULT_RATE_OF_RISE
+    health: HealthSettings = HealthSettings()
+    correlations: tuple[CorrelationRule, ...] = DEFAULT_CORRELATIONS
+    snapshot_interval_s: float = Field(default=30.0, gt=0,
+                                       description="detector state saved to PostgreSQL")
 
 
 class Receiver(_Section):
@@ -187,6 +334,97 @@ class Route(_Section):
                 and kind in self.kinds and severity >= Severity[self.min_severity.upper()])
 
 
+_Colour = Literal["blue", "yellow", "orange", "red"]
+
+
+class OnCallShift(_Section):
+    """When a recipient is on duty, in ``AlertingSettings.timezone``; ``end`` < ``start`` spans
+    midnight."""
+
+    days: tuple[int, ...] = Field(default=(0, 1, 2, 3, 4, 5, 6),
+                                  description="weekdays, Monday = 0")
+    start: str = Field(default="00:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    end: str = Field(default="24:00", pattern=r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")
+
+
+class Recipient(_Section):
+    """A person or desk: receivers (channels) in order of preference, the next is the fallback."""
+
+    name: str
+    receivers: tuple[str, ...] = Field(min_length=1)
+    fallback_after_s: float = Field(default=30.0, gt=0,
+                                    description="next receiver when not delivered by then")
+    devices: tuple[str, ...] = Field(default=(), description="only these devices' alerts "
+                                     "(a resident's family); empty = all")
+    buildings: tuple[str, ...] = Field(default=(), description="only alerts in these buildings "
+                                       "(a building manager); empty = all")
+    on_call: tuple[OnCallShift, ...] = Field(default=(), description="empty = always")
+
+
+class RecipientGroup(_Section):
+    """fire_station, duty_officers, building_managers, family_contacts, public_broadcast…"""
+
+    name: str
+    recipients: tuple[Recipient, ...] = Field(min_length=1)
+    drill: bool = Field(default=False, description="takes part in drills: drill alerts go "
+                        "only to such groups")
+
+
+class EscalationStep(_Section):
+    after_s: float = Field(default=0.0, ge=0, description="since the alert opened")
+    groups: tuple[str, ...] = Field(min_length=1)
+    min_severity: _Colour = "blue"
+
+
+class EscalationPolicy(_Section):
+    """Steps until someone acknowledges, then reminders; the first matching policy applies."""
+
+    name: str
+    site: str = "*"
+    hazards: tuple[str, ...] = ("*",)
+    kinds: tuple[Literal["hazard", "health", "anomaly"], ...] = ("hazard",)
+    min_severity: _Colour = "blue"
+    steps: tuple[EscalationStep, ...] = Field(min_length=1)
+    remind_every_s: float = Field(default=300.0, gt=0)
+    max_reminders: int = Field(default=3, ge=0, le=50)
+
+    def matches(self, *, site: str, hazard: str, kind: str, severity: Severity) -> bool:
+        return ((self.site in ("*", site)) and ("*" in self.hazards or hazard in self.hazards)
+                and kind in self.kinds and severity >= Severity[self.min_severity.upper()])
+
+    @model_validator(mode="after")
+    def _steps_in_order(self) -> Self:
+        delays = [s.after_s for s in self.steps]
+        if delays != sorted(delays):
+            raise ValueError("steps must be in order of after_s")
+        return self
+
+
+class ChannelLimit(_Section):
+    channel: str
+    per_minute: int = Field(default=600, ge=1)
+    timeout_s: float = Field(default=10.0, gt=0)
+    max_in_flight: int = Field(default=8, ge=1, description="so a hanging channel cannot "
+                               "take every sending slot")
+
+
+class InhibitRule(_Section):
+    """A live source alert mutes target alerts in the same building (or site)."""
+
+    name: str
+    source_hazards: tuple[str, ...] = Field(min_length=1)
+    target_hazards: tuple[str, ...] = Field(min_length=1)
+    scope: Literal["building", "site"] = "building"
+
+
+DEFAULT_INHIBIT_RULES: tuple[InhibitRule, ...] = (
+    InhibitRule(name="confirmed-fire", source_hazards=("fire",),
+                target_hazards=("smoke", "heat", "overheat", "co")),
+    InhibitRule(name="power-outage", source_hazards=("power_outage",),
+                target_hazards=("offline",), scope="site"),
+)
+
+
 class AlertingSettings(_Section):
     receivers: tuple[Receiver, ...] = ()
     routes: tuple[Route, ...] = ()
@@ -196,6 +434,22 @@ class AlertingSettings(_Section):
     send_timeout_s: float = Field(default=10.0, gt=0)
     language: Literal["zh", "en"] = "zh"
     group: str = "alerting"
+    groups: tuple[RecipientGroup, ...] = ()
+    policies: tuple[EscalationPolicy, ...] = ()
+    channels: tuple[ChannelLimit, ...] = ()
+    inhibit_rules: tuple[InhibitRule, ...] = DEFAULT_INHIBIT_RULES
+    storm_threshold: int = Field(default=10, ge=2, description="more new alerts than this "
+                                 "for one recipient at once: one summary message instead")
+    timezone: str = "Asia/Shanghai"
+    sender: str = Field(default="shouwang", description="CAP sender")
+    sender_code: str = Field(default="", description="GB/T 35965.1 issuing-unit code, "
+                             "when assigned")
+    ack_link_base: str = Field(default="http://127.0.0.1:8080",
+                               description="console base URL put in SMS acknowledgement links")
+    ack_link_ttl_s: float = Field(default=3600.0, gt=0)
+    ack_secret: SecretStr | None = Field(default=None, description="HMAC key of the "
+                                         "acknowledgement links (SHOUWANG_ALERTING__ACK_SECRET); "
+                                         "unset = no links")
 
     @model_validator(mode="after")
     def _routes_name_receivers(self) -> Self:
@@ -206,10 +460,34 @@ class AlertingSettings(_Section):
                 raise ValueError(f"routes[{index}] names unknown receivers {missing}")
         return self
 
+    @model_validator(mode="after")
+    def _policies_name_groups(self) -> Self:
+        names = {r.name for r in self.receivers}
+        for g_index, group in enumerate(self.groups):
+            for r_index, recipient in enumerate(group.recipients):
+                missing = [n for n in recipient.receivers if n not in names]
+                if missing:
+                    raise ValueError(f"groups[{g_index}].recipients[{r_index}] "
+                                     f"({recipient.name}) names unknown receivers {missing}")
+        group_names = {g.name for g in self.groups}
+        for p_index, policy in enumerate(self.policies):
+            for s_index, step in enumerate(policy.steps):
+                missing = [n for n in step.groups if n not in group_names]
+                if missing:
+                    raise ValueError(f"policies[{p_index}].steps[{s_index}] names unknown "
+                                     f"groups {missing}")
+        return self
+
 
 class ConsoleSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    # Login: cookies marked Secure when served over TLS (or always, behind a TLS proxy).
+    secure_cookies: bool = False
+    session_ttl_s: float = Field(default=12 * 3600, gt=0, description="one duty shift")
+    login_attempts: int = Field(default=5, ge=1, description="failures per name and per "
+                                "client address within login_window_s")
+    login_window_s: float = Field(default=300, gt=0)
 
 
 class SinkSettings(_Section):
@@ -341,3 +619,5 @@ def load(path: Path | None = None, **overrides: Any) -> Settings:  # Any: nested
         return Settings(**data)
     except ValidationError as err:
         raise ConfigError(_describe(err)) from err
+    except SettingsError as err:  # e.g. a SHOUWANG_* variable that should be JSON and is not
+        raise ConfigError(f"invalid configuration: {err}") from err

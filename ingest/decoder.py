@@ -46,8 +46,8 @@ def _parse_json(payload: bytes) -> Any:  # Any: arbitrary JSON before validation
             json.loads(payload, parse_constant=_reject_nonfinite)
         except _Rejected:
             raise
-        except (ValueError, UnicodeDecodeError):
-            pass
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            pass  # deeper nesting than the stdlib parser allows is malformed too
         if "infinity" in str(err):
             raise _Rejected(RejectReason.NON_FINITE, str(err)) from err
         raise _Rejected(RejectReason.MALFORMED_JSON, str(err)) from err

@@ -65,7 +65,8 @@ class MqttSource:
         self._refused: str | None = None
 
     def subscriptions(self) -> list[str]:
-        filters = [f"{self._topic_root}/+/+/{kind}" for kind in ("telemetry", "event", "status")]
+        # Everything under the root, so a misspelt topic becomes a counted reject, not silence.
+        filters = [f"{self._topic_root}/#"]
         if self._share_group:
             return [f"$share/{self._share_group}/{f}" for f in filters]
         return filters

@@ -57,7 +57,8 @@ def encode_readings(readings: Sequence[Reading]) -> bytes:
     """One device's readings (the ``readings`` topic value, key = device id).
 
     >>> r = Reading(ts=1.5, device_id="g1", site="s", metric="lel", value=3.0, seq=7)
-    >>> decode_readings(encode_readings([r])) == [r]
+    >>> drill = Reading(ts=2.5, device_id="g1", site="s", metric="lel", value=9.0, drill=True)
+    >>> decode_readings(encode_readings([r, drill])) == [r, drill]
     True
     """
     first = readings[0]
@@ -65,19 +66,20 @@ def encode_readings(readings: Sequence[Reading]) -> bytes:
         "v": _VERSION,
         "d": first.device_id,
         "s": first.site,
-        "dr": first.drill,
-        "r": [[r.ts, r.metric, r.value, r.seq, r.kind.value, r.received_at] for r in readings],
+        "r": [[r.ts, r.metric, r.value, r.seq, r.kind.value, r.received_at, r.drill]
+              for r in readings],
     })
 
 
 def decode_readings(value: bytes) -> list[Reading]:
     obj = _load(value)
     try:
-        device_id, site, drill = obj["d"], obj["s"], bool(obj["dr"])
+        device_id, site = obj["d"], obj["s"]
         return [
-            Reading(ts=ts, device_id=device_id, site=site, metric=metric, value=val, seq=seq,
-                    kind=_KINDS[kind], received_at=received_at, drill=drill)
-            for ts, metric, val, seq, kind, received_at in obj["r"]
+            Reading(ts=float(ts), device_id=device_id, site=site, metric=str(metric),
+                    value=float(val), seq=seq, kind=_KINDS[kind], received_at=float(received_at),
+                    drill=bool(drill))
+            for ts, metric, val, seq, kind, received_at, drill in obj["r"]
         ]
     except (KeyError, TypeError, ValueError) as err:
         raise CodecError(f"bad readings message: {err!r}") from err

@@ -77,6 +77,7 @@ BAD = {
     "bad_timestamp": ("north/gas-1/telemetry", b'{"ts": "yesterday", "values": {"lel": 1}}'),
     "unknown_event": ("north/gas-1/event", b'{"event": "party"}'),
     "bad_status": ("north/gas-1/status", b'sleepy'),
+    "bad_topic": ("north/gas-1/telemtry", b'{"values": {"lel": 1}}'),
 }
 
 
