@@ -51,6 +51,7 @@ _CLAIM = """
 WITH due AS (
     SELECT id FROM notifications
     WHERE status = 'pending' AND next_attempt_at <= to_timestamp(%(now)s)
+      AND NOT (channel = ANY(%(busy)s))
     ORDER BY next_attempt_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -73,6 +74,13 @@ _FAILED = """
 UPDATE notifications SET status = 'failed', attempts = attempts + 1, last_error = %s
 WHERE id = %s
 """
+# A message given up on is on the alert's audit trail too: no delivery fails silently.
+_FAILED_EVENT = """
+INSERT INTO alert_events (alert_id, at, actor, source, action, from_status, to_status, note)
+SELECT id, to_timestamp(%s), 'system', 'outbox', 'delivery_failed', status, status, %s
+FROM alerts WHERE id = %s
+"""
+_LATER = "UPDATE notifications SET next_attempt_at = to_timestamp(%s) WHERE id = %s"
 _BACKSTOP_S = 1.0  # extra time before the dispatcher gives up on a notifier itself
 
 
@@ -108,14 +116,37 @@ async def enqueue(cur: AsyncCursor[Any], alert: Alert, step: int,
 
 
 async def claim_due(conn: AsyncConnection[Any], now: float, limit: int,
-                    lease_s: float) -> list[OutboxItem]:
-    """Lease up to ``limit`` rows due at ``now`` for ``lease_s`` seconds (autocommit)."""
-    cur = await conn.execute(_CLAIM, {"now": now, "limit": limit,
+                    lease_s: float, *, busy: Sequence[str] = ()) -> list[OutboxItem]:
+    """Lease up to ``limit`` rows due at ``now`` for ``lease_s`` seconds (autocommit).
+
+    Rows of the ``busy`` channels are left for later.
+    """
+    cur = await conn.execute(_CLAIM, {"now": now, "limit": limit, "busy": list(busy),
                                       "lease_until": now + lease_s})
     return [OutboxItem(id=r[0], alert_id=r[1], receiver=r[2], channel=r[3], body=r[4],
                        attempts=r[5], hazard=r[6], severity=Severity(r[7]), drill=r[8],
                        site_name=r[9])
             for r in await cur.fetchall()]
+
+
+class _RateLimit:
+    """A token bucket on the injected clock: ``per_minute`` sends, bursts up to that."""
+
+    def __init__(self, per_minute: int) -> None:
+        self._rate = per_minute / 60.0
+        self._capacity = float(per_minute)
+        self._tokens = float(per_minute)
+        self._at: float | None = None
+
+    def take(self, now: float) -> float:
+        """0.0 when a send may go now, else seconds until it may."""
+        if self._at is not None:
+            self._tokens = min(self._capacity, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        return (1.0 - self._tokens) / self._rate
 
 
 class Dispatcher:
@@ -137,8 +168,12 @@ class Dispatcher:
         self._poll_s = poll_s
         self._max_in_flight = max_in_flight
         self._rng = rng or random.Random()
-        self._lease_s = 2 * settings.send_timeout_s + 10.0
+        self._limits = {c.channel: c for c in settings.channels}
+        self._rates = {c.channel: _RateLimit(c.per_minute) for c in settings.channels}
+        longest = max([settings.send_timeout_s, *(c.timeout_s for c in settings.channels)])
+        self._lease_s = 2 * longest + 10.0
         self._in_flight: set[int] = set()
+        self._per_channel: dict[str, int] = {}
         self._failing: set[str] = set()  # receivers whose last send failed
 
     async def run(self, pool: Pool, stop: asyncio.Event) -> None:
@@ -160,12 +195,24 @@ class Dispatcher:
                 more = len(items) == free  # a full batch: more may be due already
                 for item in items:
                     self._in_flight.add(item.id)
+                    self._per_channel[item.channel] = self._per_channel.get(item.channel, 0) + 1
                     sends.create_task(self._deliver(pool, item, stop),
                                       name=f"alerting.send:{item.id}")
 
     async def _claim(self, pool: Pool, now: float, limit: int) -> list[OutboxItem]:
+        busy = [channel for channel, limits in self._limits.items()
+                if self._per_channel.get(channel, 0) >= limits.max_in_flight]
         async with pool.connection() as conn:
-            return await claim_due(conn, now, limit, self._lease_s)
+            items = await claim_due(conn, now, limit, self._lease_s, busy=busy)
+            ready = []
+            for item in items:
+                rate = self._rates.get(item.channel)
+                wait_s = rate.take(now) if rate is not None else 0.0
+                if wait_s > 0:  # over the channel's rate: due again when it has room
+                    await conn.execute(_LATER, (now + wait_s, item.id))
+                    continue
+                ready.append(item)
+            return ready
 
     async def _deliver(self, pool: Pool, item: OutboxItem, stop: asyncio.Event) -> None:
         try:
@@ -178,6 +225,7 @@ class Dispatcher:
         finally:
             was_full = len(self._in_flight) >= self._max_in_flight
             self._in_flight.discard(item.id)
+            self._per_channel[item.channel] -= 1
             if was_full:
                 self._wake.set()  # a slot is free again: look for more work at once
 
@@ -189,7 +237,8 @@ class Dispatcher:
         title = render_title(hazard=item.hazard, severity=item.severity,
                              site_name=item.site_name, drill=item.drill,
                              language=self._language)
-        timeout_s = self._settings.send_timeout_s
+        limits = self._limits.get(item.channel)
+        timeout_s = limits.timeout_s if limits is not None else self._settings.send_timeout_s
         try:
             # The notifier keeps to timeout_s; this backstop covers one that does not.
             async with asyncio.timeout(timeout_s + _BACKSTOP_S):
@@ -217,7 +266,11 @@ class Dispatcher:
                 await conn.execute(_RETRY, (str(error), now + delay, item.id))
                 result = "retry"
             else:
-                await conn.execute(_FAILED, (str(error), item.id))
+                async with conn.transaction():
+                    await conn.execute(_FAILED, (str(error), item.id))
+                    await conn.execute(_FAILED_EVENT, (
+                        now, f"{item.receiver} ({item.channel}) after {attempts} attempt(s): "
+                             f"{error}", item.alert_id))
                 result = "failed"
         metrics.NOTIFICATIONS.labels(item.channel, result).inc()
         self._log_outcome(item, error, attempts, result)

@@ -19,19 +19,24 @@ from functools import partial
 from psycopg_pool import AsyncConnectionPool
 
 from alerting import metrics
+from alerting.ack_links import AckLinks
 from alerting.clearing import record_cleared
+from alerting.escalation import EscalateStage, Escalator, StepQueue
+from alerting.inhibit import InhibitStage
 from alerting.models import NotifyContext
 from alerting.notifiers.apprise_notifier import AppriseNotifier, validate_urls
 from alerting.notifiers.base import Notifier
 from alerting.outbox import Dispatcher, Pool
+from alerting.recipients import RecipientResolver
 from alerting.router import Router
+from alerting.silences import SilenceStage
 from alerting.stages import QueueNotifications, Stage, chain
 from config.settings import Settings
 from shouwang.bus import Bus, Consumer, Message
 from shouwang.codec import CodecError, decode_detection, encode_alert
 from shouwang.models import Alert, Detection, DetectionKind
 from shouwang.retry import retry_until_done
-from shouwang.store.alerts import upsert_live
+from shouwang.store.alerts import get_alert, upsert_live
 
 __all__ = ["AlertingService"]
 
@@ -67,9 +72,24 @@ class AlertingService:
         if notifier is None:
             validate_urls(config.receivers)  # a bad URL fails here, not at the first alert
             notifier = AppriseNotifier()
-        pipeline = chain(QueueNotifications(
+        links = (AckLinks(config.ack_secret.get_secret_value().encode(), config.ack_link_base,
+                          config.ack_link_ttl_s) if config.ack_secret is not None else None)
+        resolver = RecipientResolver(config)
+        step_queue = StepQueue(resolver, sites=self._settings.site_map(),
+                               devices=self._settings.device_map(), language=config.language,
+                               storm_threshold=config.storm_threshold, links=links)
+        # dedupe (upsert_live) → inhibit → silence → escalate (policies: route, storm, queue)
+        # → the plain routes for alerts no policy covers → notify (dispatcher) → record.
+        plain_routes = QueueNotifications(
             Router(config.routes, config.receivers), sites=self._settings.site_map(),
-            devices=self._settings.device_map(), language=config.language))
+            devices=self._settings.device_map(), language=config.language)
+        pipeline = chain(InhibitStage(config.inhibit_rules), SilenceStage(),
+                         EscalateStage(config, step_queue), plain_routes)
+        # A silence that ends while the alert still fires: escalation starts over from then.
+        reopened = chain(InhibitStage(config.inhibit_rules), SilenceStage(),
+                         EscalateStage(config, step_queue, restart=True), plain_routes)
+        escalator = Escalator(config, step_queue, resolver, reopened=reopened, wake=self._wake,
+                              on_changed=partial(self._announce, stop), clock=self._clock)
         dispatcher = Dispatcher(notifier, config, wake=self._wake, clock=self._clock,
                                 language=config.language)
         pool: Pool = AsyncConnectionPool(
@@ -84,6 +104,7 @@ class AlertingService:
                 tasks.create_task(self._consume(consumer, pool, pipeline, stop),
                                   name="alerting.consume")
                 tasks.create_task(dispatcher.run(pool, stop), name="alerting.dispatch")
+                tasks.create_task(escalator.run(pool, stop), name="alerting.escalate")
         finally:
             await pool.close()
 
@@ -106,10 +127,13 @@ class AlertingService:
             if applied.queued:
                 self._wake.set()
             if applied.changed:
-                updates = [(str(a.id), encode_alert(a)) for a in applied.changed]
-                await retry_until_done(partial(self._bus.publish, "alert-updates", updates),
-                                       stop, what="alert-updates publish")
+                await self._announce(stop, applied.changed)
             await consumer.commit(messages)
+
+    async def _announce(self, stop: asyncio.Event, alerts: list[Alert]) -> None:
+        updates = [(str(a.id), encode_alert(a)) for a in alerts]
+        await retry_until_done(partial(self._bus.publish, "alert-updates", updates),
+                               stop, what="alert-updates publish")
 
     def _decode(self, messages: Sequence[Message]) -> list[Detection]:
         detections = []
@@ -144,7 +168,10 @@ class AlertingService:
                         continue
                     alert = found
                 changed[alert.id] = alert
-            # The latest state: a later detection in this batch may have raised the severity.
-            opened = [changed[a.id] for a in opened]
-            queued = await pipeline(NotifyContext(now=now, cur=cur, step=0), opened)
-        return _Applied(changed=list(changed.values()), opened=opened, queued=len(queued))
+            # The latest state, once per alert: a later detection in this batch may have
+            # raised the severity of an alert it opened.
+            opened = [changed[i] for i in dict.fromkeys(a.id for a in opened)]
+            await pipeline(NotifyContext(now=now, cur=cur, step=0), opened)
+            for alert in opened:  # a stage may have suppressed it: publish what it is now
+                changed[alert.id] = await get_alert(conn, alert.id)
+        return _Applied(changed=list(changed.values()), opened=opened, queued=len(opened))

@@ -1,10 +1,10 @@
 """The alert pipeline as a chain of small stages sharing one interface.
 
-The Foundation chain is ``route → queue`` (dedup happens before it, when
-``upsert_live`` opens or updates the one live alert per device and hazard). Later
-stages slot in front of ``QueueNotifications`` without changing it: inhibit →
-silence → group → route/queue. Escalation runs the same queueing stage with a
-higher ``NotifyContext.step``, which gets its own outbox rows.
+The service's chain (``alerting/service.py``): dedup happens first, when ``upsert_live``
+opens or updates the one live alert per device and hazard; then inhibit
+(``inhibit.py``) → silence (``silences.py``) → escalate (``escalation.py``: the first
+matching policy's recipients, drills to drill groups only, a storm summarised, the
+outbox) → ``QueueNotifications`` for alerts no policy covers (the plain routes).
 """
 
 from __future__ import annotations

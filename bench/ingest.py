@@ -87,6 +87,8 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--publishers", type=int, default=2)
+    parser.add_argument("--ingestors", type=int, default=1,
+                        help="kafka only: MQTT ingest processes on one shared subscription")
     args = parser.parse_args()
 
     env = service_env()
@@ -110,13 +112,21 @@ def main() -> None:
         "devices": [{"id": f"gas-{i}", "type": "gas", "site": "bench"}
                     for i in range(args.devices)],
     }))
-    roles = ["mqtt", "writer"] if args.bus == "kafka" else ["both"]
+    if args.bus == "kafka":
+        roles = ["writer"] + [f"mqtt:{n}" for n in range(args.ingestors)]
+    else:
+        roles = ["both"]
 
     def start(role: str) -> subprocess.Popen[bytes]:
+        name, _, index = role.partition(":")
+        env = os.environ.copy()
+        if args.ingestors > 1 and name == "mqtt":
+            env["SHOUWANG_MQTT__CLIENT_ID"] = f"{run}-ingest-{index}"
+            env["SHOUWANG_MQTT__SHARE_GROUP"] = "ingest"
         return subprocess.Popen(
             [sys.executable, "-m", "shouwang.cli", "--log-level", "warning", "ingest",
-             "--config", str(config), "--role", role],
-            stderr=(work / f"{role}.log").open("wb"), env=os.environ.copy())
+             "--config", str(config), "--role", name],
+            stderr=(work / f"{name}{index}.log").open("wb"), env=env)
 
     acked = multiprocessing.Value("q", 0)
     slices = [range(i, args.devices, args.publishers) for i in range(args.publishers)]

@@ -82,7 +82,8 @@ class MqttSettings(_Section):
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
     password: SecretStr | None = None
-    client_id: str = "shouwang-ingest"
+    # The persistent session's name; "{hostname}" keeps scaled-out ingestors apart.
+    client_id: str = "shouwang-ingest-{hostname}"
     # Shared subscription group: several ingestors split the device load.
     share_group: str | None = None
     topic_root: str = "shouwang/v1"
@@ -181,9 +182,9 @@ class ForecastSettings(_Section):
     """Pre-warnings: a robust trend (Sen's slope, Mann-Kendall test) projected to level 1.
 
     The test needs ``min_samples`` readings over at least ``min_span_s`` seconds and a
-    trend significant at ``z_fire`` (3.0 ~ p < 0.0015 one-sided) on ``confirm``
-    evaluations in a row, and the projected crossing must lie within ``horizon_s``:
-    that keeps sensor noise and short nuisance bumps quiet.
+    trend significant at ``z_fire`` (3.0 ~ p < 0.0015 one-sided) on every reading for
+    ``confirm_s`` seconds, and the projected crossing must lie within ``horizon_s``:
+    that keeps sensor noise and short nuisance bursts quiet.
     """
 
     metrics: tuple[str, ...] = ("lel", "co", "smoke", "temperature", "level",
@@ -198,7 +199,8 @@ class ForecastSettings(_Section):
                                   description="evaluate only above this share of level 1")
     z_fire: float = Field(default=3.0, gt=0)
     z_clear: float = Field(default=1.0, ge=0)
-    confirm: int = Field(default=2, ge=1, le=10)
+    confirm_s: float = Field(default=30.0, ge=0,
+                             description="the condition must hold this long before warning")
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -237,10 +239,13 @@ class HealthSettings(_Section):
 
     stuck_samples: int = Field(default=30, ge=3, le=1000,
                                description="this many identical readings in a row = stuck")
-    stuck_metrics: tuple[str, ...] = ("lel", "co", "smoke", "temperature", "level",
-                                      "residual_current", "current", "heart_rate")
+    # Not water level or temperature: a still sump or a quiet room reads the same
+    # centimetre or degree for hours, and that is normal. Noisy signals only.
+    stuck_metrics: tuple[str, ...] = ("lel", "co", "smoke", "residual_current", "current",
+                                      "heart_rate")
     battery_low: float = Field(default=20.0, ge=0, le=100,
-                               description="%, per GB 20517 low-battery indication practice")
+                               description="%; EN 14604 wants a low-battery warning at least "
+                                           "30 days before failure, 20 % leaves that margin")
     battery_clear: float = Field(default=25.0, ge=0, le=100)
     seq_window: int = Field(default=50, ge=5, le=10_000,
                             description="messages per loss/duplicate evaluation")

@@ -10,24 +10,45 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
+from psycopg import AsyncConnection
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from console.auth import Action, require, require_session
+from console.body import json_body
 from console.context import ConsoleContext, context_of
+from console.device_detail import (
+    device_alerts,
+    metric_choices,
+    reading_buckets,
+    threshold_lines,
+)
 from console.live import ALERT_UPDATES, TooManyViewers
 from console.metrics import ALERT_ACTIONS, PUBLISH_FAILURES
-from console.params import ActionBody, AlertQuery, BadInput, NotificationQuery, parse
-from console.queries import list_devices, list_notifications
+from console.models import DeviceState
+from console.params import (
+    ActionBody,
+    AlertQuery,
+    BadInput,
+    DeviceQuery,
+    NotificationQuery,
+    ReadingsQuery,
+    parse,
+)
+from console.queries import list_devices, list_notifications, list_sites
+from console.users import User
 from console.views import (
     JSONResponse,
     alert_view,
     device_view,
     event_view,
+    iso_utc,
     notification_view,
 )
 from shouwang.bus import BusError
@@ -42,20 +63,23 @@ log = logging.getLogger(__name__)
 
 _DB_TIMEOUT_S = 5.0        # waiting for a pooled connection before answering 503
 _PUBLISH_TIMEOUT_S = 5.0
-_MAX_BODY_BYTES = 16 * 1024
 _SEND_TIMEOUT_S = 30.0    # a viewer that takes longer to accept one event is dropped
 _RETRY_MS = 2000          # how soon a browser reconnects after losing the stream
 _MAX_ID = 2**63 - 1        # alerts.id is a bigint
-# Bodies a cross-site HTML form can send without a CORS preflight; the API speaks JSON only.
-_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
 
 
-def _query(request: Request, *names: str) -> dict[str, str | list[str]]:
+def _query(request: Request, *names: str,
+           many: tuple[str, ...] = ()) -> dict[str, str | list[str]]:
+    """The named query parameters (``many``: always as a list); any other name is refused."""
     params = request.query_params
+    unknown = sorted(set(params) - set(names))
+    if unknown:
+        raise BadInput(f"unknown query parameter(s): {', '.join(unknown)} "
+                       f"(known: {', '.join(names) or 'none'})")
     found: dict[str, str | list[str]] = {}
     for name in names:
         values = params.getlist(name)
-        if len(values) > 1 or (name == "status" and values):
+        if len(values) > 1 or (name in many and values):
             found[name] = values
         elif values:
             found[name] = values[0]
@@ -69,42 +93,46 @@ def _alert_id(request: Request) -> int:
     return alert_id
 
 
-async def _body(request: Request) -> ActionBody:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in _FORM_TYPES:
-        raise HTTPException(415, "send a JSON body (Content-Type: application/json)")
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > _MAX_BODY_BYTES:
-            raise HTTPException(413, f"body larger than {_MAX_BODY_BYTES} bytes")
-    if not raw.strip():
-        return ActionBody()
+async def _visible_alert(conn: AsyncConnection[Any], user: User,  # Any: tuple rows
+                         alert_id: int) -> Alert:
+    """The alert, or 404 when it does not exist or is another site's (same answer: no
+    hint that another site has alerts)."""
     try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as err:
-        raise BadInput(f"body: not valid JSON ({err})") from err
-    return parse(ActionBody, data)
+        alert = await get_alert(conn, alert_id)
+    except UnknownAlert:
+        raise HTTPException(404, f"no alert {alert_id}") from None
+    if not user.sees(alert.site):
+        raise HTTPException(404, f"no alert {alert_id}")
+    return alert
 
 
 async def alerts(request: Request) -> Response:
     context = context_of(request)
-    query = parse(AlertQuery, _query(request, "status", "site", "limit"))
+    user = (await require_session(request)).user
+    query = parse(AlertQuery, _query(request, "status", "site", "limit", many=("status",)))
+    if query.site is not None and not user.sees(query.site):
+        return JSONResponse([])
+    sites: list[str | None] = [query.site]
+    if query.site is None and user.site_filter is not None:
+        sites = list(user.site_filter)
+    found: list[Alert] = []
     async with context.pool.connection(timeout=_DB_TIMEOUT_S) as conn:
-        found = await list_alerts(conn, statuses=query.status, site=query.site,
-                                  limit=query.limit)
+        for site in sites:
+            found += await list_alerts(conn, statuses=query.status, site=site,
+                                       limit=query.limit)
+    if len(sites) > 1:  # same order as one query would give
+        found.sort(key=lambda a: (-int(a.severity), -a.opened_at))
+        found = found[:query.limit]
     return JSONResponse([alert_view(a) for a in found])
 
 
 async def alert_detail(request: Request) -> Response:
     """One alert with its whole history (the audit trail)."""
     context = context_of(request)
+    user = (await require_session(request)).user
     alert_id = _alert_id(request)
     async with context.pool.connection(timeout=_DB_TIMEOUT_S) as conn:
-        try:
-            alert = await get_alert(conn, alert_id)
-        except UnknownAlert:
-            raise HTTPException(404, f"no alert {alert_id}") from None
+        alert = await _visible_alert(conn, user, alert_id)
         events = await list_events(conn, alert_id)
     return JSONResponse({**alert_view(alert), "events": [event_view(e) for e in events]})
 
@@ -122,55 +150,140 @@ async def _announce(context: ConsoleContext, alert: Alert) -> None:
         context.feed.deliver(alert)
 
 
-async def _act(request: Request, wanted: AlertStatus, action: str) -> Response:
+async def _act(request: Request, wanted: AlertStatus, action: Action) -> Response:
     context = context_of(request)
+    user = (await require_session(request)).user
+    require(user, action)
     alert_id = _alert_id(request)
-    body = await _body(request)
+    body = await json_body(request, ActionBody)
     try:
         async with context.pool.connection(timeout=_DB_TIMEOUT_S) as conn:
-            alert = await transition(conn, alert_id, wanted, actor=body.actor,
+            await _visible_alert(conn, user, alert_id)
+            alert = await transition(conn, alert_id, wanted, actor=user.name,
                                      source="console", note=body.note, now=context.clock())
     except UnknownAlert:
-        ALERT_ACTIONS.labels(action, "unknown").inc()
+        ALERT_ACTIONS.labels(action.value, "unknown").inc()
         raise HTTPException(404, f"no alert {alert_id}") from None
     except IllegalTransition as err:
-        ALERT_ACTIONS.labels(action, "refused").inc()
+        ALERT_ACTIONS.labels(action.value, "refused").inc()
         raise HTTPException(409, str(err)) from None
-    ALERT_ACTIONS.labels(action, "done").inc()
-    log.info("alert_id=%d %s by %s from the console", alert.id, wanted.value, body.actor)
+    ALERT_ACTIONS.labels(action.value, "done").inc()
+    log.info("alert_id=%d %s by %s from the console", alert.id, wanted.value, user.name)
     await _announce(context, alert)
     return JSONResponse(alert_view(alert))
 
 
 async def acknowledge(request: Request) -> Response:
-    return await _act(request, AlertStatus.ACKNOWLEDGED, "acknowledge")
+    return await _act(request, AlertStatus.ACKNOWLEDGED, Action.ACKNOWLEDGE)
 
 
 async def resolve(request: Request) -> Response:
-    return await _act(request, AlertStatus.RESOLVED, "resolve")
+    return await _act(request, AlertStatus.RESOLVED, Action.RESOLVE)
+
+
+def _wanted(state: DeviceState, query: DeviceQuery, now: float) -> bool:
+    device = state.device
+    if query.type is not None and device.type is not query.type:
+        return False
+    if query.status is not None and state.status is not query.status:
+        return False
+    if query.site is not None and device.site != query.site:
+        return False
+    if query.battery_below is not None and (state.battery is None
+                                            or state.battery >= query.battery_below):
+        return False
+    return query.silent_s is None or state.last_seen is None or (
+        now - state.last_seen >= query.silent_s)
 
 
 async def devices(request: Request) -> Response:
+    """``?type=gas&status=offline&site=s1&battery_below=20&silent_s=3600`` (all optional)."""
     context = context_of(request)
+    user = (await require_session(request)).user
+    query = parse(DeviceQuery, _query(request, "type", "status", "site", "battery_below",
+                                      "silent_s"))
+    now = context.clock()
+    async with context.pool.connection(timeout=_DB_TIMEOUT_S) as conn:
+        states = await list_devices(
+            conn, now=now,
+            offline_after_intervals=context.settings.detectors.offline_after_intervals)
+    return JSONResponse([device_view(s) for s in states
+                         if user.sees(s.device.site) and _wanted(s, query, now)])
+
+
+async def _visible_device(request: Request, user: User) -> DeviceState:
+    context = context_of(request)
+    device_id: str = request.path_params["device_id"]
     async with context.pool.connection(timeout=_DB_TIMEOUT_S) as conn:
         states = await list_devices(
             conn, now=context.clock(),
             offline_after_intervals=context.settings.detectors.offline_after_intervals)
-    return JSONResponse([device_view(s) for s in states])
+    for state in states:
+        if state.device.id == device_id and user.sees(state.device.site):
+            return state
+    raise HTTPException(404, f"no device {device_id}")
+
+
+async def device_detail(request: Request) -> Response:
+    """A device with its metrics, the threshold lines its detectors use, and its alerts."""
+    context = context_of(request)
+    user = (await require_session(request)).user
+    state = await _visible_device(request, user)
+    async with context.pool.connection(timeout=_DB_TIMEOUT_S) as conn:
+        found = await device_alerts(conn, state.device.id)
+    lines = threshold_lines(state.device, context.settings.detectors.thresholds)
+    return JSONResponse({
+        **device_view(state),
+        "metrics": metric_choices(state.device),
+        "thresholds": [{"metric": t.metric, "hazard": t.hazard, "value": t.value,
+                        "severity": t.severity, "direction": t.direction} for t in lines],
+        "alerts": [alert_view(a) for a in found],
+    })
+
+
+async def device_readings(request: Request) -> Response:
+    """Readings of one metric in time buckets: ``?metric=lel&hours=24&buckets=120``."""
+    context = context_of(request)
+    user = (await require_session(request)).user
+    query = parse(ReadingsQuery, _query(request, "metric", "hours", "buckets"))
+    state = await _visible_device(request, user)
+    end = context.clock()
+    start = end - query.hours * 3600
+    bucket_s = query.hours * 3600 / query.buckets
+    async with context.pool.connection(timeout=_DB_TIMEOUT_S) as conn:
+        buckets = await reading_buckets(conn, state.device.id, query.metric, start=start,
+                                        end=end, bucket_s=bucket_s)
+    return JSONResponse({
+        "device_id": state.device.id, "metric": query.metric, "start": iso_utc(start),
+        "end": iso_utc(end), "bucket_s": bucket_s,
+        "buckets": [{"start": iso_utc(b.start), "min": b.low, "mean": b.mean, "max": b.high,
+                     "count": b.count} for b in buckets],
+    })
 
 
 async def notifications(request: Request) -> Response:
     context = context_of(request)
+    user = (await require_session(request)).user
     query = parse(NotificationQuery, _query(request, "alert_id", "limit"))
     async with context.pool.connection(timeout=_DB_TIMEOUT_S) as conn:
-        found = await list_notifications(conn, alert_id=query.alert_id, limit=query.limit)
+        found = await list_notifications(conn, alert_id=query.alert_id, limit=query.limit,
+                                         sites=user.site_filter)
     return JSONResponse([notification_view(n) for n in found])
+
+
+async def sites(request: Request) -> Response:
+    context = context_of(request)
+    user = (await require_session(request)).user
+    async with context.pool.connection(timeout=_DB_TIMEOUT_S) as conn:
+        found = await list_sites(conn, user.site_filter)
+    return JSONResponse([{"id": s.id, "name": s.name, "address": s.address} for s in found])
 
 
 async def stream(request: Request) -> Response:
     """Server-sent events: ``alert`` (the alert JSON) on every change, ``resync`` when the
     browser fell behind and must reload the list."""
     context = context_of(request)
+    user = (await require_session(request)).user
     if context.feed.viewers >= context.feed.max_viewers:
         raise HTTPException(503, "too many live viewers")
 
@@ -182,6 +295,8 @@ async def stream(request: Request) -> Response:
                     lost = viewer.take_lost()
                     if lost:
                         yield ServerSentEvent(event="resync", data=str(lost))
+                    if not user.sees(alert.site):
+                        continue
                     yield ServerSentEvent(event="alert",
                                           data=orjson.dumps(alert_view(alert)).decode())
         except TooManyViewers:
@@ -197,6 +312,9 @@ API_ROUTES: list[BaseRoute] = [
     Route("/api/alerts/{alert_id:int}/ack", acknowledge, methods=["POST"]),
     Route("/api/alerts/{alert_id:int}/resolve", resolve, methods=["POST"]),
     Route("/api/devices", devices, methods=["GET"]),
+    Route("/api/devices/{device_id}", device_detail, methods=["GET"]),
+    Route("/api/devices/{device_id}/readings", device_readings, methods=["GET"]),
     Route("/api/notifications", notifications, methods=["GET"]),
+    Route("/api/sites", sites, methods=["GET"]),
     Route("/api/stream", stream, methods=["GET"]),
 ]

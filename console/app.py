@@ -21,15 +21,20 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from alerting.web import public_routes
 from config.settings import Settings
 from console.api import API_ROUTES
+from console.auth import current_session
 from console.context import ConsoleContext, context_of
 from console.live import AlertFeed
+from console.login import LOGIN_ROUTES, bootstrap_admin
+from console.login_limit import LoginLimiter
+from console.openapi import openapi
 from console.params import BadInput
 from console.views import JSONResponse, error_response
 from shouwang.bus import Bus
@@ -89,9 +94,31 @@ class _StaticFiles(StaticFiles):
         return response
 
 
-async def _page(request: Request) -> Response:
-    return FileResponse(STATIC_DIR / "index.html", media_type=_CONTENT_TYPES[".html"],
+def _html(name: str) -> Response:
+    return FileResponse(STATIC_DIR / name, media_type=_CONTENT_TYPES[".html"],
                         headers={"Cache-Control": "no-cache"})
+
+
+async def _page(request: Request) -> Response:
+    if await current_session(request) is None:
+        return RedirectResponse("/login", status_code=303)
+    return _html("index.html")
+
+
+async def _station_page(request: Request) -> Response:
+    if await current_session(request) is None:
+        return RedirectResponse("/login?next=station", status_code=303)
+    return _html("station.html")
+
+
+async def _device_page(request: Request) -> Response:
+    if await current_session(request) is None:
+        return RedirectResponse("/login", status_code=303)
+    return _html("device.html")
+
+
+async def _login_page(request: Request) -> Response:
+    return _html("login.html")
 
 
 async def _healthz(request: Request) -> Response:
@@ -160,17 +187,21 @@ def create_app(settings: Settings, dsn: str, bus: Bus, *, schema: str = "public"
         # Not waiting: the console comes up without the database and /healthz says so.
         await pool.open(wait=False)
         feed_task = asyncio.create_task(feed.run(stop), name="console.alert-feed")
+        first_admin = asyncio.create_task(bootstrap_admin(pool, stop), name="console.first-admin")
         try:
             await _wait_joined(feed, feed_task)
-            app.state.console = ConsoleContext(settings=settings, pool=pool, bus=bus,
-                                               feed=feed, clock=clock, ping_s=ping_s)
+            app.state.console = ConsoleContext(
+                settings=settings, pool=pool, bus=bus, feed=feed, clock=clock, ping_s=ping_s,
+                login_limiter=LoginLimiter(attempts=settings.console.login_attempts,
+                                           window_s=settings.console.login_window_s))
             yield
         finally:
             feed.close()
             stop.set()
             feed_task.cancel()  # it may be waiting up to a poll interval for the bus
+            first_admin.cancel()
             try:
-                await asyncio.wait({feed_task})
+                await asyncio.wait({feed_task, first_admin})
                 crash = None if feed_task.cancelled() else feed_task.exception()
                 if crash is not None:
                     raise crash
@@ -180,9 +211,15 @@ def create_app(settings: Settings, dsn: str, bus: Bus, *, schema: str = "public"
     return Starlette(
         routes=[
             Route("/", _page, methods=["GET"]),
+            Route("/login", _login_page, methods=["GET"]),
+            Route("/station", _station_page, methods=["GET"]),
+            Route("/device", _device_page, methods=["GET"]),
+            *LOGIN_ROUTES,
+            Route("/api/openapi.json", openapi, methods=["GET"]),
             Route("/healthz", _healthz, methods=["GET"]),
             Route("/metrics", _metrics, methods=["GET"]),
             *API_ROUTES,
+            *public_routes(context_of),  # SMS ack links and the CAP feed: no login
             Mount("/static", app=_StaticFiles(directory=STATIC_DIR), name="static"),
         ],
         middleware=[Middleware(_SecurityHeaders)],

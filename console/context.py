@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from config.settings import Settings
 from console.live import AlertFeed
+from console.login_limit import LoginLimiter
 from shouwang.bus import Bus
 
 __all__ = ["ConsoleContext", "context_of"]
@@ -25,6 +26,7 @@ class ConsoleContext:
     feed: AlertFeed
     clock: Callable[[], float]
     ping_s: float  # keep-alive interval of the live stream
+    login_limiter: LoginLimiter
 
 
 def context_of(request: Request) -> ConsoleContext:

@@ -6,10 +6,21 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from console.models import DeviceStatus
+from shouwang.catalog import DeviceType
 from shouwang.lifecycle import LIVE_STATUSES
 from shouwang.models import AlertStatus
 
-__all__ = ["ActionBody", "AlertQuery", "BadInput", "NotificationQuery", "parse"]
+__all__ = [
+    "ActionBody",
+    "AlertQuery",
+    "BadInput",
+    "DeviceQuery",
+    "LoginBody",
+    "NotificationQuery",
+    "ReadingsQuery",
+    "parse",
+]
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -59,10 +70,33 @@ class NotificationQuery(_Input):
 
 
 class ActionBody(_Input):
-    """Body of acknowledge/resolve; both fields optional until the console has logins."""
+    """Body of acknowledge/resolve. The actor recorded is the logged-in user; ``actor`` is
+    still accepted from older clients and ignored."""
 
     actor: str = Field(default="console", min_length=1, max_length=64)
     note: str = Field(default="", max_length=2000)
+
+
+class DeviceQuery(_Input):
+    """Filters of the device list; every one optional, all must hold."""
+
+    type: DeviceType | None = None
+    status: DeviceStatus | None = None
+    site: str | None = Field(default=None, min_length=1, max_length=64)
+    battery_below: float | None = Field(default=None, ge=0, le=100)
+    silent_s: float | None = Field(default=None, gt=0,
+                                   description="not heard from for this long (or never)")
+
+
+class ReadingsQuery(_Input):
+    metric: str = Field(min_length=1, max_length=64)
+    hours: float = Field(default=24, gt=0, le=24 * 31)
+    buckets: int = Field(default=120, ge=10, le=1000)
+
+
+class LoginBody(_Input):
+    name: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
 
 
 def parse(model: type[_M], data: Any) -> _M:  # Any: untrusted input

@@ -9,9 +9,9 @@ from psycopg import AsyncConnection
 from console.device_status import device_status
 from console.models import DeviceState
 from shouwang.catalog import DeviceType
-from shouwang.models import Device, Location, Notification, NotificationStatus
+from shouwang.models import Device, Location, Notification, NotificationStatus, Site
 
-__all__ = ["list_devices", "list_notifications"]
+__all__ = ["list_devices", "list_notifications", "list_sites"]
 
 _DEVICES = """
 SELECT id, type, site, name, building, unit, floor, room, lat, lon, report_interval_s,
@@ -51,16 +51,36 @@ async def list_devices(conn: AsyncConnection[Any], *, now: float,  # Any: tuple 
 
 
 async def list_notifications(conn: AsyncConnection[Any], *,  # Any: tuple rows
-                             alert_id: int | None = None, limit: int = 100) -> list[Notification]:
-    """The outbox, newest first: what each alert caused to be sent, and whether it went."""
-    if alert_id is None:
-        cur = await conn.execute(_NOTIFICATIONS + _NEWEST_FIRST, (limit,))
-    else:
-        cur = await conn.execute(_NOTIFICATIONS + " WHERE alert_id = %s" + _NEWEST_FIRST,
-                                 (alert_id, limit))
+                             alert_id: int | None = None, limit: int = 100,
+                             sites: list[str] | None = None) -> list[Notification]:
+    """The outbox, newest first: what each alert caused to be sent, and whether it went.
+
+    ``sites`` keeps only the messages about those sites' alerts (None: every site).
+    """
+    where: list[str] = []
+    args: list[Any] = []  # Any: mixed SQL parameters
+    if alert_id is not None:
+        where.append("alert_id = %s")
+        args.append(alert_id)
+    if sites is not None:
+        where.append("alert_id IN (SELECT id FROM alerts WHERE site = ANY(%s))")
+        args.append(sites)
+    clause = (" WHERE " + " AND ".join(where)) if where else ""
+    cur = await conn.execute(_NOTIFICATIONS + clause + _NEWEST_FIRST, (*args, limit))
     return [
         Notification(id=r[0], alert_id=r[1], receiver=r[2], channel=r[3], body=r[4],
                      status=NotificationStatus(r[5]), attempts=r[6], last_error=r[7],
                      created_at=float(r[8]), sent_at=None if r[9] is None else float(r[9]))
         for r in await cur.fetchall()
     ]
+
+
+async def list_sites(conn: AsyncConnection[Any],  # Any: tuple rows
+                     sites: list[str] | None = None) -> list[Site]:
+    """The registered sites (only ``sites`` when given), for names and addresses."""
+    if sites is None:
+        cur = await conn.execute("SELECT id, name, address FROM sites ORDER BY id")
+    else:
+        cur = await conn.execute("SELECT id, name, address FROM sites WHERE id = ANY(%s) "
+                                 "ORDER BY id", (sites,))
+    return [Site(id=r[0], name=r[1], address=r[2]) for r in await cur.fetchall()]

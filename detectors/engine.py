@@ -8,30 +8,51 @@ fires or clears.
 
 from __future__ import annotations
 
+import io
+import logging
+import pickle
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from config.settings import DetectorSettings
+from detectors.correlation import Correlator
 from detectors.events import event_detection
+from detectors.forecast import DeviceTrends, TrendBook
+from detectors.health import DeviceHealth, HealthBook
 from detectors.offline import Presence
 from detectors.threshold import DeviceThresholds, ThresholdBook
 from shouwang.models import Detection, Device, Reading, ReadingKind
 
 __all__ = ["DetectorEngine"]
 
+log = logging.getLogger(__name__)
+
 _TELEMETRY = ReadingKind.TELEMETRY
 _EVENT = ReadingKind.EVENT
+
+
+_STATE_VERSION = 1
 
 
 class _DeviceState:
     """Everything the engine remembers about one device."""
 
-    __slots__ = ("device", "presence", "thresholds")
+    __slots__ = ("device", "health", "presence", "thresholds", "trends")
 
-    def __init__(self, device: Device, thresholds: DeviceThresholds, presence: Presence) -> None:
+    def __init__(self, device: Device, thresholds: DeviceThresholds, presence: Presence,
+                 trends: DeviceTrends | None, health: DeviceHealth) -> None:
         self.device = device
         self.thresholds = thresholds
         self.presence = presence
+        self.trends = trends
+        self.health = health
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Snapshots hold only tuples, lists, numbers, strings: refuse anything that names a class."""
+
+    def find_class(self, module: str, name: str) -> type:
+        raise pickle.UnpicklingError(f"snapshot refers to {module}.{name}")
 
 
 class DetectorEngine:
@@ -68,13 +89,13 @@ class DetectorEngine:
                  started_at: float | None = None) -> None:
         self._clock = clock
         self._started_at = started_at
-        self._book = book = ThresholdBook(settings.thresholds)
-        after = settings.offline_after_intervals
-        self._states = {
-            device_id: _DeviceState(device, book.for_device(device),
-                                    Presence(device, after_intervals=after))
-            for device_id, device in devices.items()
-        }
+        self._book = ThresholdBook(settings.thresholds)
+        self._trend_book = TrendBook(settings.forecast, settings.rate_of_rise)
+        self._health_book = HealthBook(settings.health)
+        self._after = settings.offline_after_intervals
+        self._states = {device_id: self._fresh(device) for device_id, device in devices.items()}
+        self._correlator = (Correlator(settings.correlations, devices)
+                            if settings.correlations else None)
         self.readings_seen = 0
         self.unknown_device_readings = 0
 
@@ -95,24 +116,40 @@ class DetectorEngine:
             state.presence.observe(reading, now, out)
             kind = reading.kind
             if kind is _TELEMETRY:
-                state.thresholds.observe(reading, now, out)
+                thresholds = state.thresholds
+                thresholds.observe(reading, now, out)
+                trends = state.trends
+                if trends is not None:
+                    trends.observe(reading, now, out, thresholds.live_levels)
+                state.health.observe(reading, out, now)
             elif kind is _EVENT:
+                state.health.observe(reading, out, now)
                 found = event_detection(reading, now)
                 if found is not None:
                     out.append(found)
         self.readings_seen += len(readings)
+        if out and self._correlator is not None:
+            return self._correlator.process(out, now)
         return out
 
-    def tick(self, now: float) -> list[Detection]:
-        """Periodic checks that no reading triggers: devices gone silent."""
+    def tick(self, now: float, devices: Iterable[str] | None = None) -> list[Detection]:
+        """Periodic checks that no reading triggers: devices gone silent.
+
+        ``devices`` limits the check to the devices this worker owns (default: all).
+        """
         if self._started_at is None:
             self._started_at = now
         started_at = self._started_at
         out = []
-        for state in self._states.values():
+        states = self._states
+        chosen = (states.values() if devices is None
+                  else [states[d] for d in devices if d in states])
+        for state in chosen:
             found = state.presence.check(now, started_at=started_at)
             if found is not None:
                 out.append(found)
+        if out and self._correlator is not None:
+            return self._correlator.process(out, now)
         return out
 
     def levels(self, device_id: str) -> dict[str, int]:
@@ -126,3 +163,60 @@ class DetectorEngine:
 
     def is_offline(self, device_id: str) -> bool:
         return self._states[device_id].presence.offline
+
+    def health_firing(self, device_id: str) -> frozenset[str]:
+        """Health problems currently reported for one device."""
+        return self._states[device_id].health.firing()
+
+    def knows(self, device_id: str) -> bool:
+        return device_id in self._states
+
+    def snapshot(self, device_id: str) -> bytes:
+        """One device's whole detector state as bytes (see ``restore``)."""
+        state = self._states[device_id]
+        presence = state.presence
+        plain = (_STATE_VERSION, presence.last_heard, presence.offline,
+                 state.thresholds.levels(),
+                 None if state.trends is None else state.trends.dump(), state.health.dump())
+        return pickle.dumps(plain, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def restore(self, device_id: str, blob: bytes) -> bool:
+        """Replace one device's state with a snapshot; False (state reset) if unusable.
+
+        A snapshot from another version or configuration is dropped rather than
+        half-applied: fresh state re-learns in one window, a wrong one could hide an alarm.
+        """
+        state = self._states.get(device_id)
+        if state is None:
+            return False
+        fresh = self._fresh(state.device)
+        try:
+            plain = _PlainUnpickler(io.BytesIO(blob)).load()
+            version, last_heard, offline, levels, trends, health = plain
+            if version != _STATE_VERSION:
+                raise ValueError(f"snapshot version {version}")
+            fresh.presence.last_heard = float(last_heard)
+            fresh.presence.offline = bool(offline)
+            fresh.thresholds.load(tuple(levels))
+            if trends is not None and fresh.trends is not None:
+                fresh.trends.load(trends)
+            fresh.health.load(health)
+        except (pickle.UnpicklingError, ValueError, TypeError, AssertionError, EOFError) as err:
+            log.warning("detector snapshot of device_id=%s unusable, starting afresh: %s",
+                        device_id, err)
+            self._states[device_id] = self._fresh(state.device)
+            return False
+        self._states[device_id] = fresh
+        return True
+
+    def reset(self, device_id: str) -> None:
+        """Forget one device's state (its partition moved to another worker)."""
+        state = self._states.get(device_id)
+        if state is not None:
+            self._states[device_id] = self._fresh(state.device)
+
+    def _fresh(self, device: Device) -> _DeviceState:
+        thresholds = self._book.for_device(device)
+        return _DeviceState(device, thresholds, Presence(device, after_intervals=self._after),
+                            self._trend_book.for_device(device.type, thresholds),
+                            self._health_book.for_device(device.type))

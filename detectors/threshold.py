@@ -191,8 +191,22 @@ class DeviceThresholds:
         self._levels = [0] * rule_count
 
     def levels(self) -> tuple[int, ...]:
-        """Current level per rule slot (for inspection and, later, snapshots)."""
+        """Current level per rule slot (for inspection and snapshots)."""
         return tuple(self._levels)
+
+    @property
+    def live_levels(self) -> list[int]:
+        """The level list itself, updated in place (read by the forecasts on the hot path)."""
+        return self._levels
+
+    @property
+    def checks_by_metric(self) -> Mapping[str, tuple[_Check, ...]]:
+        return self._by_metric
+
+    def load(self, levels: tuple[int, ...]) -> None:
+        """Restore levels from a snapshot; ignored if the rule set changed size since."""
+        if len(levels) == len(self._levels):
+            self._levels[:] = levels
 
     def observe(self, reading: Reading, now: float, out: list[Detection]) -> None:
         """Append a detection to ``out`` for each rule whose level this reading changes."""

@@ -82,10 +82,13 @@ async def _cmd_ingest(settings: Settings, args: argparse.Namespace, stop: asynci
 
 async def _cmd_detect(settings: Settings, args: argparse.Namespace, stop: asyncio.Event) -> None:
     from detectors.service import DetectorService
-    from shouwang.wiring import open_bus
+    from shouwang.wiring import open_bus, postgres, prepare_store
 
-    async with open_bus(settings) as bus:
-        await DetectorService(settings, bus).run(stop)
+    # PostgreSQL holds detector state, so a moved partition resumes where it was.
+    async with postgres(settings) as dsn, open_bus(settings) as bus:
+        await prepare_store(dsn, settings)
+        await DetectorService(settings, bus, dsn=dsn,
+                              schema=settings.database.schema_name).run(stop)
 
 
 async def _cmd_alert(settings: Settings, args: argparse.Namespace, stop: asyncio.Event) -> None:
@@ -111,8 +114,106 @@ async def _cmd_simulate(settings: Settings, args: argparse.Namespace,
     from shouwang.wiring import mqtt_broker
     from simulators.service import SimulatorService
 
+    if args.devices is not None:
+        await _simulate_fleet(settings, args, stop)
+        return
     async with mqtt_broker(settings) as (host, port):
         await SimulatorService(settings, host, port).run(stop)
+
+
+async def _simulate_fleet(settings: Settings, args: argparse.Namespace,
+                          stop: asyncio.Event) -> None:
+    import os
+
+    from shouwang.wiring import mqtt_broker
+    from simulators.fleet import FleetPlan, fleet_devices
+    from simulators.fleet_view import run_fleet
+    from simulators.registry import write_registry
+
+    if args.write_config is not None:
+        devices = fleet_devices(args.site, args.devices, rate=args.rate, seed=args.seed)
+        count = write_registry(args.write_config, {args.site: args.site}, devices)
+        log.info("wrote %d simulated devices to %s; start ingest with it, then run the "
+                 "same simulate command without --write-config", count, args.write_config)
+        return
+    m = settings.mqtt
+    async with mqtt_broker(settings) as (host, port):
+        plan = FleetPlan(site=args.site, devices=args.devices, rate=args.rate, seed=args.seed,
+                         workers=args.workers or FleetPlan.auto_workers(args.rate,
+                                                                        os.cpu_count() or 1),
+                         host=host, port=port, topic_root=m.topic_root, username=m.username,
+                         password=m.password.get_secret_value() if m.password else None)
+        await run_fleet(plan, stop, duration_s=args.duration)
+
+
+async def _cmd_drill(settings: Settings, args: argparse.Namespace, stop: asyncio.Event) -> None:
+    from shouwang.store import connect
+    from shouwang.wiring import mqtt_broker, postgres, prepare_store
+    from simulators.drill import DrillPlan, run_drill
+    from simulators.scorecard import load_scorecard
+
+    schema = settings.database.schema_name
+    async with postgres(settings) as dsn:
+        await prepare_store(dsn, settings)
+        if args.show is not None:
+            conn = await connect(dsn, schema, autocommit=True)
+            try:
+                card = await load_scorecard(conn, args.show)
+            finally:
+                await conn.close()
+            if card is None:
+                raise ValueError(f"no finished drill {args.show}")
+        else:
+            if not (args.scenario and args.site and args.device):
+                raise ValueError("a drill needs SCENARIO, --site and --device (or --show ID)")
+            plan = DrillPlan(scenario=args.scenario, site=args.site, device_id=args.device,
+                             speed=args.speed, start_after_s=args.start_after,
+                             run_s=args.run_for, wait_s=args.wait, seed=args.seed)
+            m = settings.mqtt
+            async with mqtt_broker(settings) as (host, port):
+                card = await run_drill(
+                    plan, [d.to_device() for d in settings.devices], dsn=dsn, schema=schema,
+                    mqtt_host=host, mqtt_port=port, topic_root=m.topic_root,
+                    username=m.username,
+                    password=m.password.get_secret_value() if m.password else None, stop=stop)
+    if args.markdown is not None:
+        args.markdown.write_text(card.markdown(), encoding="utf-8")
+    sys.stdout.write(card.markdown())
+
+
+async def _cmd_replay(settings: Settings, args: argparse.Namespace,
+                      stop: asyncio.Event) -> None:
+    import time
+
+    from shouwang.store import connect
+    from shouwang.wiring import mqtt_broker, postgres
+    from simulators.publisher import MqttPublisher
+    from simulators.replay import parse_instant, play, read_csv, read_db, replay_schedule
+
+    if args.csv is not None:
+        readings = read_csv(args.csv)
+    else:
+        if not (args.site and args.since and args.until):
+            raise ValueError("replay needs --csv PATH, or --site, --since and --until")
+        async with postgres(settings) as dsn:
+            conn = await connect(dsn, settings.database.schema_name, autocommit=True)
+            try:
+                readings = await read_db(conn, site=args.site,
+                                         since_ts=parse_instant(args.since),
+                                         until_ts=parse_instant(args.until))
+            finally:
+                await conn.close()
+    m = settings.mqtt
+    schedule = replay_schedule(readings, topic_root=m.topic_root, speed=args.speed,
+                               epoch0=time.time(), keep_ts=args.keep_ts, drill=args.drill)
+    log.info("replaying %d readings as %d messages at %gx", len(readings), len(schedule),
+             args.speed)
+    async with mqtt_broker(settings) as (host, port), MqttPublisher(
+            host, port, username=m.username,
+            password=m.password.get_secret_value() if m.password else None) as publisher:
+        sent = await play(schedule, publisher, stop)
+        await publisher.flush(60.0)
+    log.info("replay done: %d messages sent, %d acknowledged", sent, publisher.messages_acked)
 
 
 async def _cmd_sink(settings: Settings, args: argparse.Namespace, stop: asyncio.Event) -> None:
@@ -130,11 +231,86 @@ async def _cmd_migrate(settings: Settings, args: argparse.Namespace,
         await prepare_store(dsn, settings)
 
 
+async def _cmd_silence(settings: Settings, args: argparse.Namespace,
+                       stop: asyncio.Event) -> None:
+    import time
+
+    from alerting.silence_admin import SilenceRequest, run_silence_command
+    from shouwang.store import connect
+    from shouwang.wiring import postgres, prepare_store
+
+    request = SilenceRequest(action=args.action, site=args.site, building=args.building,
+                             device_id=args.device, hazards=tuple(args.hazard),
+                             minutes=args.minutes, by=args.by, reason=args.reason,
+                             silence_id=args.id)
+    async with postgres(settings) as dsn:
+        await prepare_store(dsn, settings)
+        conn = await connect(dsn, settings.database.schema_name, autocommit=True)
+        try:
+            text = await run_silence_command(conn, request, now=time.time(),
+                                             timezone=settings.alerting.timezone)
+        finally:
+            await conn.close()
+    sys.stdout.write(text + "\n")
+
+
+async def _cmd_users(settings: Settings, args: argparse.Namespace, stop: asyncio.Event) -> None:
+    from console.user_admin import add_user, read_new_password
+    from console.users import Role
+    from shouwang.wiring import postgres, prepare_store
+
+    password = read_new_password()
+    async with postgres(settings) as dsn:
+        await prepare_store(dsn, settings)
+        await add_user(settings, dsn, name=args.name, role=Role(args.role), sites=args.site,
+                       password=password)
+
+
+async def _cmd_devices(settings: Settings, args: argparse.Namespace,
+                       stop: asyncio.Event) -> None:
+    from shouwang.provision import AccountRole, provision_account
+
+    role = AccountRole(args.service) if args.service else AccountRole.DEVICE
+    done = provision_account(settings, args.username, site=args.site, role=role,
+                             password_file=args.password_file, acl_file=args.acl_file)
+    # The only copy of the password: the operator hands it to the device and it is gone.
+    sys.stdout.write(f"username: {done.account.username}\npassword: {done.password}\n"
+                     + "".join(f"acl: {rule}\n" for rule in done.acl)
+                     + "reload the broker to apply: kill -HUP <mosquitto pid>\n")
+
+
 def _cmd_services(args: argparse.Namespace) -> int:
     if not _SERVICES_SCRIPT.exists():
         log.error("services script not found at %s", _SERVICES_SCRIPT)
         return 2
     return subprocess.call(["bash", str(_SERVICES_SCRIPT), args.action])
+
+
+def _cmd_detect_csv(args: argparse.Namespace) -> int:
+    from detectors.anomaly import make_detector
+    from detectors.csv_scoring import score_csv
+
+    try:
+        score_csv(make_detector(args.detector), args.source, args.target)
+    except (OSError, ValueError) as err:
+        log.error("detect-csv failed: %s", err)
+        return 1
+    return 0
+
+
+def _detect_csv_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from detectors.anomaly import DESCRIPTIONS
+
+    listing = "\n".join(f"  {name:<10} {text}" for name, text in DESCRIPTIONS.items())
+    p = sub.add_parser(
+        "detect-csv", help="score a timestamp,value CSV with a streaming anomaly detector",
+        description="Score IN.csv row by row (row i sees rows 0..i only) and write OUT.csv "
+                    "with an added anomaly_score column in [0, 1]. No config file needed.",
+        epilog="detectors:\n" + listing, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--detector", default="default", choices=sorted(DESCRIPTIONS),
+                   metavar="NAME", help="anomaly detector (default: default; see below)")
+    p.add_argument("source", type=Path, metavar="IN.csv")
+    p.add_argument("target", type=Path, metavar="OUT.csv")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -161,17 +337,87 @@ def _parser() -> argparse.ArgumentParser:
     with_config("alert", "alerting service: detections to alerts and notifications",
                 _cmd_alert)
     with_config("console", "web console for duty officers and fire stations", _cmd_console)
-    with_config("simulate", "simulated community of devices publishing over MQTT",
-                _cmd_simulate)
+    simulate = with_config("simulate", "simulated community of devices publishing over MQTT; "
+                           "with --devices, a load fleet", _cmd_simulate)
+    simulate.add_argument("--site", default="fleet", help="fleet: the site of every device")
+    simulate.add_argument("--devices", type=int, default=None,
+                          help="fleet: number of synthetic devices (types mixed)")
+    simulate.add_argument("--rate", type=float, default=1000.0,
+                          help="fleet: messages per second, whole fleet")
+    simulate.add_argument("--duration", type=float, default=None,
+                          help="fleet: stop after this many seconds (default: Ctrl-C)")
+    simulate.add_argument("--seed", type=int, default=7, help="fleet: seed (reproducible)")
+    simulate.add_argument("--workers", type=int, default=None,
+                          help="fleet: publishing processes (default: by rate and cores)")
+    simulate.add_argument("--write-config", type=Path, default=None, metavar="PATH",
+                          help="fleet: write the devices as a YAML registry for ingest, exit")
+    drill = with_config("drill", "inject a library scenario as a drill (drill=true) and record "
+                        "its scorecard in the database", _cmd_drill)
+    drill.add_argument("scenario", nargs="?", default=None, help="scenario name, e.g. kitchen_fire")
+    drill.add_argument("--site", default=None)
+    drill.add_argument("--device", default=None, help="registered device the scenario runs on")
+    drill.add_argument("--speed", type=float, default=10.0, help="simulated s per wall s")
+    drill.add_argument("--start-after", type=float, default=30.0,
+                       help="simulated s of ordinary readings before onset")
+    drill.add_argument("--run-for", type=float, default=1800.0,
+                       help="simulated s the scenario plays after onset")
+    drill.add_argument("--wait", type=float, default=600.0,
+                       help="wall s to wait for acknowledgement and resolution afterwards")
+    drill.add_argument("--seed", type=int, default=7)
+    drill.add_argument("--markdown", type=Path, default=None, help="also write it to this file")
+    drill.add_argument("--show", type=int, default=None, metavar="ID",
+                       help="print a finished drill's scorecard instead of running one")
+    replay = with_config("replay", "replay recorded readings (CSV or database) over MQTT at "
+                         "N times speed", _cmd_replay)
+    replay.add_argument("--csv", type=Path, default=None,
+                        help="ts,device_id,site,metric,value[,seq] file")
+    replay.add_argument("--site", default=None, help="database mode: the site to replay")
+    replay.add_argument("--since", default=None, help="database mode: epoch s or ISO 8601")
+    replay.add_argument("--until", default=None, help="database mode: epoch s or ISO 8601")
+    replay.add_argument("--speed", type=float, default=60.0, help="recorded s per wall s")
+    replay.add_argument("--keep-ts", action="store_true", help="keep the recorded timestamps")
+    replay.add_argument("--drill", action="store_true", help="mark payloads drill: true")
     sink = with_config("sink", "local stand-in for SMS/broadcast providers (records messages)",
                        _cmd_sink)
     sink.add_argument("--record", default=None, help="append received messages to this file")
     with_config("migrate", "create or upgrade the database schema and sync the registry",
                 _cmd_migrate)
+    users = with_config("users", "add a console user (password from SHOUWANG_USER_PASSWORD "
+                        "or stdin, never the command line)", _cmd_users)
+    users.add_argument("action", choices=["add"])
+    users.add_argument("name")
+    users.add_argument("--role", required=True,
+                       choices=["admin", "duty_officer", "fire_station", "viewer"])
+    users.add_argument("--site", action="append", default=[], required=True,
+                       help="a site the user sees (repeat for several; '*' = every site)")
+    silence = with_config("silence", "maintenance windows: silence a device or area's alerts "
+                          "for a while (never SOS)", _cmd_silence)
+    silence.add_argument("action", choices=["add", "list", "cancel"])
+    silence.add_argument("id", nargs="?", type=int, help="the silence to cancel")
+    silence.add_argument("--site")
+    silence.add_argument("--building")
+    silence.add_argument("--device")
+    silence.add_argument("--hazard", action="append", default=[],
+                         help="repeat for several; none = every hazard except sos")
+    silence.add_argument("--minutes", type=float, default=60.0)
+    silence.add_argument("--by", default="", help="who (the audit record)")
+    silence.add_argument("--reason", default="", help="why (the audit record)")
+    devices = with_config("devices", "device accounts on the MQTT broker", _cmd_devices)
+    devices_sub = devices.add_subparsers(dest="devices_action", required=True, metavar="ACTION")
+    provision = devices_sub.add_parser(
+        "provision", help="create or replace a device's MQTT password and ACL entry")
+    provision.add_argument("username", metavar="DEVICE_ID", help="device id (or service user)")
+    provision.add_argument("--site", default=None, help="the device's site (default: registry)")
+    provision.add_argument("--service", choices=["ingest", "simulator"], default=None,
+                           help="provision a service account instead of a device")
+    provision.add_argument("--password-file", type=Path,
+                           default=_REPO / "config" / "mosquitto" / "passwd")
+    provision.add_argument("--acl-file", type=Path, default=_REPO / "config" / "mosquitto" / "acl")
     services = sub.add_parser("services", help="install/start/stop the local real services "
                               "(PostgreSQL, Mosquitto, Kafka) used by the tests",
                               description="Install, start, stop or show the local services.")
     services.add_argument("action", choices=["install", "start", "stop", "status"])
+    _detect_csv_parser(sub)
     return parser
 
 
@@ -180,6 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.log_level)
     if args.command == "services":
         return _cmd_services(args)
+    if args.command == "detect-csv":
+        return _cmd_detect_csv(args)
     try:
         settings = load(args.config)
     except ConfigError as err:

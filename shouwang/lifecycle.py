@@ -12,11 +12,16 @@ __all__ = ["LIVE_STATUSES", "TRANSITIONS", "IllegalTransition", "check_transitio
 
 _S = AlertStatus
 
+# open → acknowledged → resolved is the common path. Escalated: nobody acknowledged in time
+# (escalated → escalated is the next step). Suppressed: silenced or inhibited; it can open
+# again when that ends, and someone on site may still acknowledge it. Expired: it ran out
+# without anyone resolving it.
 TRANSITIONS: dict[AlertStatus, frozenset[AlertStatus]] = {
     _S.OPEN: frozenset({_S.ACKNOWLEDGED, _S.ESCALATED, _S.SUPPRESSED, _S.RESOLVED, _S.EXPIRED}),
-    _S.ESCALATED: frozenset({_S.ACKNOWLEDGED, _S.ESCALATED, _S.RESOLVED, _S.EXPIRED}),
-    _S.SUPPRESSED: frozenset({_S.OPEN, _S.RESOLVED, _S.EXPIRED}),
-    _S.ACKNOWLEDGED: frozenset({_S.RESOLVED}),
+    _S.ESCALATED: frozenset({_S.ACKNOWLEDGED, _S.ESCALATED, _S.SUPPRESSED, _S.RESOLVED,
+                             _S.EXPIRED}),
+    _S.SUPPRESSED: frozenset({_S.OPEN, _S.ACKNOWLEDGED, _S.RESOLVED, _S.EXPIRED}),
+    _S.ACKNOWLEDGED: frozenset({_S.RESOLVED, _S.EXPIRED}),
     _S.RESOLVED: frozenset(),
     _S.EXPIRED: frozenset(),
 }

@@ -49,7 +49,7 @@ async def run_all(settings: Settings, stop: asyncio.Event, *,
             settings, source, KafkaHop(bus) if kafka else DatabaseHop(store, bus)).run)
         if kafka:
             runner.add("store-writer", StoreWriterService(bus, store).run)
-        runner.add("detectors", DetectorService(settings, bus).run)
+        runner.add("detectors", DetectorService(settings, bus, dsn=dsn, schema=schema).run)
         runner.add("alerting", AlertingService(settings, bus, dsn, schema=schema).run)
         console = ConsoleService(settings, bus, dsn, schema=schema)
         runner.add("console", console.run)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
@@ -107,7 +108,8 @@ class ServiceRunner:
 
 def mqtt_source(settings: Settings, host: str, port: int) -> MqttSource:
     m = settings.mqtt
-    return MqttSource(host=host, port=port, client_id=m.client_id, topic_root=m.topic_root,
+    client_id = m.client_id.replace("{hostname}", socket.gethostname())
+    return MqttSource(host=host, port=port, client_id=client_id, topic_root=m.topic_root,
                       share_group=m.share_group, username=m.username,
                       password=m.password.get_secret_value() if m.password else None)
 

@@ -18,7 +18,7 @@ from shouwang.models import Device, ReadingKind
 from simulators.devices import DeviceSignal, simulated_device
 from simulators.models import GroundTruth, OutgoingMessage, ScheduledScenario, SimulatedDevice
 from simulators.payloads import OFFLINE, ONLINE, Channel, encode_event, encode_telemetry, topic_for
-from simulators.scenarios import SCENARIOS, ScenarioError, apply_ramps, check_scenario
+from simulators.scenarios import SCENARIOS, ScenarioError, apply_scenarios, check_scenario
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -27,6 +27,7 @@ __all__ = ["Community"]
 
 _TELEMETRY = 0
 _EVENT = 1
+_OFFLINE = 2
 
 
 @dataclass(slots=True)
@@ -35,7 +36,10 @@ class _DeviceState:
     signal: DeviceSignal
     seq: int
     topics: tuple[str, str, str]  # telemetry, event, status
-    runs: tuple[ScheduledScenario, ...]
+    runs: tuple[ScheduledScenario, ...]  # every run whose effects reach this device
+    offline_from_s: float = float("inf")  # silent from here on (power gone)
+    last_values: dict[str, float] | None = None
+    frozen: dict[tuple[int, str], float] | None = None
 
 
 class Community:
@@ -75,17 +79,22 @@ class Community:
         self.drill = drill
         by_id = {d.id: d for d in devices}
         runs_by_device: dict[str, list[ScheduledScenario]] = {}
+        self._affected: list[tuple[str, ...]] = []  # per run: the device ids it reaches
         for run in runs:
             device = by_id.get(run.device_id)
             if device is None:
                 raise ScenarioError(f"scenario {run.scenario.name!r} names unknown device "
                                     f"{run.device_id!r}")
-            if device.type is not run.scenario.device_type:
+            wanted = run.scenario.device_type
+            if wanted is not None and device.type is not wanted:
                 raise ScenarioError(
-                    f"scenario {run.scenario.name!r} needs a {run.scenario.device_type.value} "
+                    f"scenario {run.scenario.name!r} needs a {wanted.value} "
                     f"device; {device.id!r} is {device.type.value}")
             check_scenario(run.scenario)
-            runs_by_device.setdefault(run.device_id, []).append(run)
+            reached = _reach(run.scenario.scope, device, devices)
+            self._affected.append(reached)
+            for device_id in reached:
+                runs_by_device.setdefault(device_id, []).append(run)
         self.runs = tuple(runs)
         self._states: list[_DeviceState] = []
         # (due simulated s, tie-breaker, what, device index, scenario event name)
@@ -105,8 +114,14 @@ class Community:
             self._states.append(state)
             self._push(simulated.first_report_s, _TELEMETRY, index, "")
             for run in state.runs:
+                if run.scenario.goes_offline:
+                    state.offline_from_s = min(state.offline_from_s, run.onset_s)
+                if run.device_id != device.id:
+                    continue  # events come only from the device the run is bound to
                 for event in run.scenario.events:
                     self._push(run.onset_s + event.after_s, _EVENT, index, event.event)
+            if state.offline_from_s < float("inf"):
+                self._push(state.offline_from_s, _OFFLINE, index, "")
 
     @classmethod
     def from_settings(cls, settings: Settings, *, epoch0: float,
@@ -132,13 +147,21 @@ class Community:
         return tuple(s.simulated for s in self._states)
 
     def ground_truth(self) -> list[GroundTruth]:
-        """What each scenario run should make the pipeline detect, and from when."""
+        """What each scenario run should make the pipeline detect, where, and from when.
+
+        One entry per expected hazard per affected device; a nuisance run adds none.
+        """
         sites = {s.simulated.device.id: s.simulated.device.site for s in self._states}
-        return [GroundTruth(scenario=run.scenario.name, device_id=run.device_id,
-                            site=sites[run.device_id], hazard=run.scenario.expected_hazard,
-                            severity=run.scenario.expected_severity,
-                            onset_ts=self.wall_ts(run.onset_s))
-                for run in self.runs]
+        return [GroundTruth(scenario=run.scenario.name, device_id=device_id,
+                            site=sites[device_id], hazard=expected.hazard,
+                            severity=expected.severity, onset_ts=self.wall_ts(run.onset_s))
+                for run, reached in zip(self.runs, self._affected, strict=True)
+                for device_id in reached
+                for expected in run.scenario.expectations]
+
+    def affected(self, run: ScheduledScenario) -> tuple[str, ...]:
+        """The device ids a run's effects reach (its scope)."""
+        return self._affected[self.runs.index(run)]
 
     def wall_ts(self, t_s: float) -> float:
         """Epoch seconds at which simulated time ``t_s`` happens."""
@@ -156,12 +179,20 @@ class Community:
         while queue and queue[0][0] <= t_s and (limit is None or len(out) < limit):
             at, _, what, index, event = heapq.heappop(queue)
             state = self._states[index]
+            if at >= state.offline_from_s and what != _OFFLINE:
+                continue  # no power, no messages: the schedule ends here
             if what == _TELEMETRY:
                 out.append(self._telemetry(state, at))
                 interval = state.simulated.device.report_interval_s
                 self._push(at + interval, _TELEMETRY, index, "")
-            else:
+            elif what == _EVENT:
                 out.append(self._event(state, at, event))
+            else:
+                # What the broker publishes for the device once its connection drops.
+                out.append(OutgoingMessage(topic=state.topics[2], payload=OFFLINE,
+                                           device_id=state.simulated.device.id,
+                                           kind=ReadingKind.STATUS, readings=0, retain=True,
+                                           t_s=at))
         return out
 
     def statuses(self, *, online: bool) -> list[OutgoingMessage]:
@@ -179,13 +210,18 @@ class Community:
     def _telemetry(self, state: _DeviceState, t_s: float) -> OutgoingMessage:
         values = state.signal.sample(t_s=t_s, epoch_s=self.epoch0 + t_s)
         if state.runs:
-            values = apply_ramps(values, state.runs, t_s)
+            if state.frozen is None:
+                state.frozen = {}
+            values = apply_scenarios(values, state.runs, t_s,
+                                     device_type=state.simulated.device.type,
+                                     previous=state.last_values, frozen=state.frozen)
+            state.last_values = values
         state.seq += 1
         payload = encode_telemetry(ts=self.wall_ts(t_s), seq=state.seq, values=values,
                                    drill=self.drill)
         return OutgoingMessage(topic=state.topics[0], payload=payload,
                                device_id=state.simulated.device.id,
-                               kind=ReadingKind.TELEMETRY, readings=len(values))
+                               kind=ReadingKind.TELEMETRY, readings=len(values), t_s=t_s)
 
     def _event(self, state: _DeviceState, t_s: float, event: str) -> OutgoingMessage:
         # One seq counter per device across telemetry and events, so seq never repeats.
@@ -194,4 +230,14 @@ class Community:
                                drill=self.drill)
         return OutgoingMessage(topic=state.topics[1], payload=payload,
                                device_id=state.simulated.device.id, kind=ReadingKind.EVENT,
-                               readings=1)
+                               readings=1, t_s=t_s)
+
+
+def _reach(scope: str, device: Device, devices: Sequence[Device]) -> tuple[str, ...]:
+    """The ids a scenario bound to ``device`` affects: itself, its building or its site."""
+    if scope == "device":
+        return (device.id,)
+    if scope == "building":
+        return tuple(d.id for d in devices if d.site == device.site
+                     and d.location.building == device.location.building)
+    return tuple(d.id for d in devices if d.site == device.site)

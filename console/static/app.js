@@ -62,25 +62,14 @@
   let loadSeq = 0;                // newest /api/alerts load; older answers are ignored
   let buffered = null;            // stream updates that arrive while the list loads
   let notificationTimer = null;
+  let lastDevices = [];           // for the site plan
 
   const $ = (id) => document.getElementById(id);
-
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined && text !== null) node.textContent = String(text);
-    return node;
-  }
+  const { el, bilingual, fetchJSON } = window.Shouwang;
+  const ALARM = new Set(["red", "orange"]);
 
   function label(table, code) {
     return LABELS[table][code] || [String(code), ""];
-  }
-
-  // "中文 English" with the English part smaller.
-  function bilingual(pair) {
-    const span = el("span", "bi", pair[0]);
-    if (pair[1] && pair[1] !== pair[0]) span.append(" ", el("span", "en", pair[1]));
-    return span;
   }
 
   function cell(row, className, ...children) {
@@ -102,23 +91,6 @@
 
   function clearProblem() {
     $("problem").hidden = true;
-  }
-
-  async function fetchJSON(url, options) {
-    const response = await fetch(url, options);
-    let data = null;
-    try {
-      data = await response.json();
-    } catch (err) {
-      data = null;
-    }
-    if (!response.ok) {
-      const reason = data && data.error ? data.error : response.statusText;
-      const error = new Error(reason);
-      error.status = response.status;
-      throw error;
-    }
-    return data;
   }
 
   function formatDuration(seconds) {
@@ -158,6 +130,7 @@
     button.type = "button";
     button.append(bilingual(pair));
     button.disabled = !enabled || busy.has(alert.id);
+    button.hidden = !window.Shouwang.canAct();
     button.addEventListener("click", () => act(alert.id, action));
     return button;
   }
@@ -165,6 +138,7 @@
   function alertRow(alert) {
     const row = el("tr", "alert sev-" + alert.severity);
     row.dataset.alertId = String(alert.id);
+    row.dataset.deviceId = alert.device_id;
 
     const level = cell(row, "level", el("span", "swatch"), bilingual(label("severity", alert.severity)));
     if (alert.drill) level.append(el("span", "drill", "演练 Drill"));
@@ -175,16 +149,23 @@
     const place = cell(row, "place", el("div", "place-text", alert.location.text || alert.device_id));
     place.append(el("div", "detail", alert.site + " · " + alert.device_id));
 
-    cell(row, "value", formatValue(alert));
+    const value = cell(row, "value", formatValue(alert));
+    const trend = trends.get(alert.id);
+    if (trend) value.append(el("span", "trend trend-" + trend, trend === "up" ? " ▲" : " ▼"));
     cell(row, "status status-" + alert.status, bilingual(label("status", alert.status)));
 
     const opened = Date.parse(alert.opened_at);
     const since = cell(row, "since", formatDuration((Date.now() - opened) / 1000));
     durationCells.push([since, opened]);
 
+    const history = el("button", "act act-history");
+    history.type = "button";
+    history.append(bilingual(["记录", "History"]));
+    history.addEventListener("click", () => showHistory(alert.id));
     cell(row, "actions",
       actionButton(alert, "ack", ["确认", "Acknowledge"], CAN_ACK.has(alert.status)),
-      actionButton(alert, "resolve", ["处置完成", "Resolve"], !ENDED.has(alert.status)));
+      actionButton(alert, "resolve", ["处置完成", "Resolve"], !ENDED.has(alert.status)),
+      history);
     return row;
   }
 
@@ -195,6 +176,7 @@
     $("alert-count").textContent = String(list.length);
     $("no-alerts").hidden = list.length > 0;
     document.title = (list.length ? "(" + list.length + ") " : "") + "守望 · 社区应急值班台";
+    renderPlan();
   }
 
   function tick() {
@@ -203,9 +185,21 @@
     $("clock").textContent = new Date().toLocaleTimeString("zh-CN", { hour12: false });
   }
 
+  // Rising or falling since the previous value this page saw for the alert.
+  const trends = new Map();        // alert id -> "up" | "down"
+
   function apply(alert) {
-    if (ENDED.has(alert.status)) alerts.delete(alert.id);
-    else alerts.set(alert.id, alert);
+    const before = alerts.get(alert.id);
+    if (before && before.last_value !== null && alert.last_value !== null &&
+        before.last_value !== alert.last_value) {
+      trends.set(alert.id, alert.last_value > before.last_value ? "up" : "down");
+    }
+    if (ENDED.has(alert.status)) {
+      alerts.delete(alert.id);
+      trends.delete(alert.id);
+    } else {
+      alerts.set(alert.id, alert);
+    }
   }
 
   async function loadAlerts() {
@@ -234,7 +228,6 @@
     try {
       const alert = await fetchJSON("/api/alerts/" + id + "/" + action, {
         method: "POST",
-        headers: { "Content-Type": "application/json" },
         body: JSON.stringify({}),
       });
       apply(alert);
@@ -274,6 +267,10 @@
       } catch (err) {
         return;
       }
+      const before = alerts.get(alert.id);
+      const alarming = ALARM.has(alert.severity) && CAN_ACK.has(alert.status) &&
+        (!before || before.severity_level < alert.severity_level || !CAN_ACK.has(before.status));
+      if (alarming) window.Shouwang.beep(alert.severity);
       if (buffered) {
         buffered.push(alert);
       } else {
@@ -299,8 +296,13 @@
 
   function deviceRow(device) {
     const row = el("tr", "device device-" + device.status);
-    const name = cell(row, "name", el("div", "device-name", device.name || device.id));
-    name.append(el("div", "detail", device.id + " · " + label("deviceType", device.type).join(" ")));
+    row.dataset.deviceId = device.id;
+    const open = el("button", "device-name link-button", device.name || device.id);
+    open.type = "button";
+    open.addEventListener("click", () =>
+      location.assign("/device?id=" + encodeURIComponent(device.id)));
+    const name = cell(row, "name", open);
+    name.append(el("div", "detail", device.id + " · " + window.Shouwang.text(label("deviceType", device.type))));
     cell(row, "place", device.location.text || "—");
     cell(row, "status", bilingual(label("device", device.status)));
     const battery = device.battery === null ? "—" : Math.round(device.battery) + "%";
@@ -310,9 +312,27 @@
     return row;
   }
 
+  // The list asks the server to filter; "needs attention" is the page's own shortcut.
+  function deviceQuery() {
+    const params = new URLSearchParams();
+    for (const [key, id] of [["type", "filter-type"], ["battery_below", "filter-battery"],
+                             ["silent_s", "filter-silent"]]) {
+      if ($(id).value) params.set(key, $(id).value);
+    }
+    const status = $("filter-status").value;
+    if (status && status !== "attention") params.set("status", status);
+    return params.toString();
+  }
+
   async function loadDevices() {
     try {
-      const devices = await fetchJSON("/api/devices");
+      const query = deviceQuery();
+      const [devices, listed] = await Promise.all([
+        fetchJSON("/api/devices"),
+        query ? fetchJSON("/api/devices?" + query) : null,
+      ]);
+      lastDevices = devices;
+      renderPlan();
       const counts = { online: 0, offline: 0, unknown: 0 };
       let lowBattery = 0;
       for (const device of devices) {
@@ -324,13 +344,100 @@
       $("n-unknown").textContent = String(counts.unknown);
       $("n-battery").textContent = String(lowBattery);
       const order = { offline: 0, unknown: 1, online: 2 };
-      const attention = devices.filter(needsAttention)
-        .sort((a, b) => (order[a.status] - order[b.status]) || a.id.localeCompare(b.id));
-      $("device-rows").replaceChildren(...attention.map(deviceRow));
-      $("no-device-problems").hidden = attention.length > 0;
+      let shown = listed || devices;
+      if ($("filter-status").value === "attention") shown = shown.filter(needsAttention);
+      shown = [...shown].sort((a, b) => (order[a.status] - order[b.status]) || a.id.localeCompare(b.id));
+      $("device-rows").replaceChildren(...shown.map(deviceRow));
+      $("no-device-problems").hidden = shown.length > 0;
     } catch (err) {
       showProblem("设备状态加载失败 Could not load devices: " + err.message);
     }
+  }
+
+  // ---- site plan: buildings as columns, floors as rows, devices as dots -------------------
+  // Drawn from the registry's building/floor of each device (no map tiles: intranets).
+
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  const PLAN = { colW: 170, dot: 7, gap: 18, top: 28, zoom: 1.6 };  // zoom: readable from a desk
+
+  function svgNode(tag, attrs, text) {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value));
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function floorRank(floor) {
+    const n = parseInt(floor, 10);
+    return Number.isNaN(n) ? -1000 : n;
+  }
+
+  function renderPlan() {
+    const plan = $("plan");
+    if (!plan) return;
+    const worst = new Map();   // device id -> its most severe live alert
+    for (const alert of alerts.values()) {
+      const known = worst.get(alert.device_id);
+      if (!known || known.severity_level < alert.severity_level) worst.set(alert.device_id, alert);
+    }
+    const sites = new Map();
+    for (const device of lastDevices) {
+      const site = sites.get(device.site) || new Map();
+      sites.set(device.site, site);
+      const building = device.location.building || "—";
+      const floors = site.get(building) || new Map();
+      site.set(building, floors);
+      const floor = device.location.floor || "";
+      floors.set(floor, [...(floors.get(floor) || []), device]);
+    }
+    const drawings = [];
+    for (const [siteId, buildings] of [...sites].sort((a, b) => a[0].localeCompare(b[0]))) {
+      const names = [...buildings.keys()].sort((a, b) => a.localeCompare(b, "zh-CN", { numeric: true }));
+      const perRow = Math.floor((PLAN.colW - 40) / (PLAN.dot * 2 + 3));
+      const floorHeight = (devices) => Math.ceil(devices.length / perRow) * (PLAN.dot * 2 + 4) + 8;
+      const tallest = Math.max(...names.map((name) =>
+        [...buildings.get(name).values()].reduce((sum, devices) => sum + floorHeight(devices), 0)));
+      const width = names.length * (PLAN.colW + PLAN.gap);
+      const height = PLAN.top + tallest + 4;
+      const root = svgNode("svg", { viewBox: "0 0 " + width + " " + height,
+        width: Math.round(width * PLAN.zoom), height: Math.round(height * PLAN.zoom),
+        class: "plan-svg", role: "img" });
+      root.append(svgNode("title", {}, siteId));
+      names.forEach((name, column) => {
+        const floors = [...buildings.get(name)].sort((a, b) => floorRank(b[0]) - floorRank(a[0]));
+        const x = column * (PLAN.colW + PLAN.gap);
+        const bottom = height - 4;
+        const top = bottom - floors.reduce((sum, [, devices]) => sum + floorHeight(devices), 0);
+        root.append(svgNode("rect", { x, y: top, width: PLAN.colW, height: bottom - top, class: "plan-building" }));
+        root.append(svgNode("text", { x: x + PLAN.colW / 2, y: top - 8, "text-anchor": "middle", class: "plan-label" }, name));
+        let y = top;
+        floors.forEach(([floor, devices], row) => {
+          if (row > 0) root.append(svgNode("line", { x1: x, x2: x + PLAN.colW, y1: y, y2: y, class: "plan-floor" }));
+          root.append(svgNode("text", { x: x + 4, y: y + PLAN.dot + 8, class: "plan-floor-label" },
+            floor ? floor + (S_LANG_EN() ? "F" : "层") : ""));
+          devices.forEach((device, i) => {
+            const alert = worst.get(device.id);
+            const cx = x + 40 + (i % perRow) * (PLAN.dot * 2 + 3);
+            const cy = y + 4 + PLAN.dot + Math.floor(i / perRow) * (PLAN.dot * 2 + 4);
+            const dot = svgNode("circle", { cx, cy, r: alert ? PLAN.dot : PLAN.dot - 2,
+              class: alert ? "plan-dot plan-alert sev-" + alert.severity : "plan-dot plan-" + device.status });
+            dot.dataset.deviceId = device.id;
+            dot.append(svgNode("title", {}, (device.name || device.id) + " · " + (device.location.text || "") +
+              (alert ? " · " + window.Shouwang.text(label("hazard", alert.hazard)) : "")));
+            root.append(dot);
+          });
+          y += floorHeight(devices);
+        });
+      });
+      const figure = el("figure", "plan-site");
+      figure.append(el("figcaption", "", siteId), root);
+      drawings.push(figure);
+    }
+    plan.replaceChildren(...drawings);
+  }
+
+  function S_LANG_EN() {
+    return window.Shouwang.lang() === "en";
   }
 
   // ---- notifications --------------------------------------------------------------------
@@ -371,9 +478,52 @@
     }, 1000);
   }
 
+  // ---- one alert's history ---------------------------------------------------------------
+
+  const ACTIONS = {
+    opened: ["报警", "Opened"], acknowledged: ["确认", "Acknowledged"],
+    escalated: ["升级", "Escalated"], resolved: ["处置完成", "Resolved"],
+    expired: ["过期", "Expired"], suppressed: ["抑制", "Suppressed"], updated: ["更新", "Updated"],
+  };
+
+  async function showHistory(id) {
+    const dialog = $("history");
+    try {
+      const detail = await fetchJSON("/api/alerts/" + id);
+      $("history-title").replaceChildren(
+        "#" + detail.id + " ", bilingual(label("hazard", detail.hazard)),
+        " · " + (detail.location.text || detail.device_id));
+      $("history-rows").replaceChildren(...detail.events.map((event) => {
+        const row = el("tr");
+        cell(row, "time", formatTime(event.at));
+        cell(row, "what", bilingual(ACTIONS[event.action] || [event.action, event.action]));
+        cell(row, "actor", event.actor);
+        cell(row, "note", event.note || "");
+        return row;
+      }));
+      dialog.showModal();
+    } catch (err) {
+      showProblem("记录加载失败 Could not load history: " + err.message);
+    }
+  }
+
   // ---- start ----------------------------------------------------------------------------
 
-  function start() {
+  function rerender() {
+    renderAlerts();
+    loadDevices();
+    loadNotifications();
+  }
+
+  async function start() {
+    try {
+      await window.Shouwang.loadSession();
+    } catch (err) {
+      return;  // not logged in: fetchJSON is taking the browser to the login page
+    }
+    window.Shouwang.controls($("controls"), rerender);
+    $("history-close").addEventListener("click", () => $("history").close());
+    $("device-filters").addEventListener("change", loadDevices);
     renderAlerts();
     tick();
     connect();

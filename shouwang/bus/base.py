@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self
 
-__all__ = ["TOPICS", "Bus", "BusError", "Consumer", "Message"]
+__all__ = ["TOPICS", "Bus", "BusError", "Consumer", "Message", "RebalanceListener"]
 
 # Canonical topic names (DESIGN.md "Bus topics"); a bus may prefix them for isolation.
 TOPICS = ("readings", "detections", "alert-updates", "rejects")
@@ -28,6 +28,18 @@ class Message:
     value: bytes
     partition: int = 0
     offset: int = 0
+
+
+class RebalanceListener(Protocol):
+    """Told which ``(topic, partition)`` pairs a group member gains and loses.
+
+    ``revoked`` runs before another member may read those partitions: the place to save
+    per-key state. ``assigned`` runs before the first message of the new partitions.
+    """
+
+    async def assigned(self, partitions: Sequence[tuple[str, int]]) -> None: ...
+
+    async def revoked(self, partitions: Sequence[tuple[str, int]]) -> None: ...
 
 
 class Consumer(Protocol):
@@ -60,7 +72,13 @@ class Bus(Protocol):
         ...
 
     def consumer(self, topics: Sequence[str], group: str, *,
-                 from_latest: bool = False) -> Consumer:
+                 from_latest: bool = False,
+                 listener: RebalanceListener | None = None) -> Consumer:
         """A group member. ``from_latest`` is for live viewers (the console): a group
-        that starts at the end, never commits, and never holds messages back."""
+        that starts at the end, never commits, and never holds messages back.
+        ``listener`` hears of partitions gained and lost."""
+        ...
+
+    def partition_for(self, key: str) -> int:
+        """The partition a key goes to (every topic of a bus has the same count)."""
         ...

@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
 
-from shouwang.bus.base import TOPICS, BusError, Message
+from shouwang.bus.base import TOPICS, BusError, Message, RebalanceListener
 
 __all__ = ["KafkaBus"]
 
@@ -86,28 +87,57 @@ class KafkaBus:
             raise BusError(f"publish to {name} failed: {err}") from err
 
     def consumer(self, topics: Sequence[str], group: str, *,
-                 from_latest: bool = False) -> _KafkaConsumer:
-        return _KafkaConsumer(self, tuple(topics), group, from_latest)
+                 from_latest: bool = False,
+                 listener: RebalanceListener | None = None) -> _KafkaConsumer:
+        return _KafkaConsumer(self, tuple(topics), group, from_latest, listener)
+
+    def partition_for(self, key: str) -> int:
+        """The producer's default partitioner (murmur2 of the key), over ``partitions``."""
+        return int(murmur2(key.encode()) & 0x7FFFFFFF) % self._partitions
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    """Translates aiokafka's callbacks to canonical topic names."""
+
+    def __init__(self, prefix_len: int, listener: RebalanceListener) -> None:
+        self._prefix_len = prefix_len
+        self._listener = listener
+
+    def _canonical(self, partitions: object) -> list[tuple[str, int]]:
+        assert isinstance(partitions, (set, frozenset, list, tuple))
+        return sorted((tp.topic[self._prefix_len:], tp.partition) for tp in partitions)
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        await self._listener.revoked(self._canonical(revoked))
+
+    async def on_partitions_assigned(self, assigned: object) -> None:
+        await self._listener.assigned(self._canonical(assigned))
 
 
 class _KafkaConsumer:
     def __init__(self, bus: KafkaBus, topics: tuple[str, ...], group: str,
-                 from_latest: bool) -> None:
+                 from_latest: bool, listener: RebalanceListener | None = None) -> None:
         self._bus = bus
         self._topics = topics
         self._group = group
         self._from_latest = from_latest
+        self._listener = listener
         self._consumer: AIOKafkaConsumer | None = None
 
     async def __aenter__(self) -> Self:
         bus = self._bus
         consumer = AIOKafkaConsumer(
-            *(bus._name(t) for t in self._topics), bootstrap_servers=bus._bootstrap,
+            bootstrap_servers=bus._bootstrap,
             group_id=bus._prefix + self._group, client_id=bus._client_id,
             enable_auto_commit=False,
             auto_offset_reset="latest" if self._from_latest else "earliest",
             max_partition_fetch_bytes=4 << 20,
         )
+        names = [bus._name(t) for t in self._topics]
+        if self._listener is None:
+            consumer.subscribe(names)
+        else:
+            consumer.subscribe(names, listener=_Listener(len(bus._prefix), self._listener))
         try:
             await consumer.start()
         except KafkaError as err:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
-from shouwang.bus.base import BusError, Message
+from shouwang.bus.base import BusError, Message, RebalanceListener
 
 __all__ = ["MemoryBus"]
 
@@ -102,8 +102,9 @@ class MemoryBus:
             self._changed.notify_all()
 
     def consumer(self, topics: Sequence[str], group: str, *,
-                 from_latest: bool = False) -> _MemoryConsumer:
-        return _MemoryConsumer(self, tuple(topics), group, from_latest)
+                 from_latest: bool = False,
+                 listener: RebalanceListener | None = None) -> _MemoryConsumer:
+        return _MemoryConsumer(self, tuple(topics), group, from_latest, listener)
 
     # Used by _MemoryConsumer only.
     def _join(self, topics: tuple[str, ...], group: str,
@@ -130,20 +131,31 @@ class MemoryBus:
 
 class _MemoryConsumer:
     def __init__(self, bus: MemoryBus, topics: tuple[str, ...], group: str,
-                 from_latest: bool) -> None:
+                 from_latest: bool, listener: RebalanceListener | None = None) -> None:
         self._bus = bus
         self._topics = topics
         self._group = group
         self._from_latest = from_latest
+        self._listener = listener
         self._positions: dict[str, list[int]] = {}
+
+    def _all_partitions(self) -> list[tuple[str, int]]:
+        return [(name, p) for name in self._topics for p in range(self._bus._partitions)]
 
     async def __aenter__(self) -> Self:
         self._positions = self._bus._join(self._topics, self._group, self._from_latest)
+        if self._listener is not None:
+            # The only member of its group: it holds every partition from join to leave.
+            await self._listener.assigned(self._all_partitions())
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
-        self._bus._leave(self._topics, self._group, self._from_latest)
+        try:
+            if self._listener is not None:
+                await self._listener.revoked(self._all_partitions())
+        finally:
+            self._bus._leave(self._topics, self._group, self._from_latest)
 
     def _take(self, max_records: int) -> list[Message]:
         out: list[Message] = []

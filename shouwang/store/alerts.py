@@ -18,6 +18,7 @@ __all__ = [
     "get_alert",
     "list_alerts",
     "list_events",
+    "record_event",
     "transition",
     "upsert_live",
 ]
@@ -67,6 +68,13 @@ async def _event(cur: AsyncCursor[Any], alert_id: int, now: float, actor: str, s
         "INSERT INTO alert_events (alert_id, at, actor, source, action, from_status, "
         "to_status, note) VALUES (%s, to_timestamp(%s), %s, %s, %s, %s, %s, %s)",
         (alert_id, now, actor, source, action, from_status, to_status, note))
+
+
+async def record_event(cur: AsyncCursor[Any], alert_id: int, *, now: float, actor: str,
+                       source: str, action: str, status: AlertStatus, note: str) -> None:
+    """An audit row for something that happened to an alert without changing its status
+    (a reminder sent, a fallback used)."""
+    await _event(cur, alert_id, now, actor, source, action, status.value, status.value, note)
 
 
 class Upserted(NamedTuple):

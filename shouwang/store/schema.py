@@ -131,25 +131,96 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (device_id, detector)
     );
     """,
+    # 2 (console): people who log in, and their sessions (only a hash of the cookie is kept)
+    """
+    CREATE TABLE console_users (
+        id bigserial PRIMARY KEY,
+        name text NOT NULL UNIQUE,
+        password_hash text NOT NULL,
+        role text NOT NULL CHECK (role IN ('admin', 'duty_officer', 'fire_station', 'viewer')),
+        sites text[] NOT NULL DEFAULT '{}',
+        created_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TABLE console_sessions (
+        token_hash bytea PRIMARY KEY,
+        user_id bigint NOT NULL REFERENCES console_users(id) ON DELETE CASCADE,
+        csrf_token text NOT NULL,
+        created_at timestamptz NOT NULL,
+        expires_at timestamptz NOT NULL
+    );
+    CREATE INDEX console_sessions_user ON console_sessions (user_id);
+    """,
+    # 3 (alerting): escalation due times (restart-safe), maintenance windows (silences)
+    """
+    CREATE TABLE escalations (
+        alert_id bigint PRIMARY KEY REFERENCES alerts(id),
+        policy text NOT NULL,
+        next_step smallint NOT NULL,
+        due_at timestamptz NOT NULL
+    );
+    CREATE INDEX escalations_due ON escalations (due_at);
+    CREATE TABLE silences (
+        id bigserial PRIMARY KEY,
+        site text NOT NULL,
+        device_id text,
+        building text,
+        hazards text[] NOT NULL DEFAULT '{}',
+        starts_at timestamptz NOT NULL,
+        ends_at timestamptz NOT NULL,
+        created_by text NOT NULL,
+        reason text NOT NULL,
+        created_at timestamptz NOT NULL,
+        cancelled_at timestamptz,
+        cancelled_by text,
+        CHECK (ends_at > starts_at)
+    );
+    CREATE INDEX silences_site ON silences (site, ends_at);
+    """,
 )
 
-# Applied after the core tables when TimescaleDB is installed in the database.
+# Applied after the core tables when TimescaleDB can be used. Every name is qualified: the
+# connection's search_path holds only the migrated schema, while the extension lives in one
+# schema per database, shared by every schema migrated there.
 _TIMESCALE = (
-    "SELECT create_hypertable('readings', 'ts', chunk_time_interval => interval '1 day', "
-    "if_not_exists => true, migrate_data => true)",
-    "ALTER TABLE readings SET (timescaledb.compress, "
-    "timescaledb.compress_segmentby = 'device_id, metric', timescaledb.compress_orderby = 'ts')",
-    "SELECT add_compression_policy('readings', interval '7 days', if_not_exists => true)",
-    "SELECT add_retention_policy('readings', interval '400 days', if_not_exists => true)",
+    sql.SQL("SELECT {ext}.create_hypertable({table}, 'ts', "
+            "chunk_time_interval => interval '1 day', "
+            "if_not_exists => true, migrate_data => true)"),
+    sql.SQL("ALTER TABLE {readings} SET (timescaledb.compress, "
+            "timescaledb.compress_segmentby = 'device_id, metric', "
+            "timescaledb.compress_orderby = 'ts')"),
+    sql.SQL("SELECT {ext}.add_compression_policy({table}, interval '7 days', "
+            "if_not_exists => true)"),
+    sql.SQL("SELECT {ext}.add_retention_policy({table}, interval '400 days', "
+            "if_not_exists => true)"),
 )
 
 
 async def has_timescaledb(conn: AsyncConnection[Any]) -> bool:  # Any: tuple rows
-    """True when the extension can be used (installed, or available to create)."""
+    """True when the extension can be used: available, and its loader preloaded.
+
+    Creating it without the preloaded loader ends the session, so the loader's own
+    setting is checked (shared_preload_libraries itself is hidden from non-superusers).
+    """
     cur = await conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')")
+        "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb') "
+        "AND EXISTS (SELECT 1 FROM pg_settings WHERE name = 'timescaledb.disable_load')")
     row = await cur.fetchone()
     return bool(row and row[0])
+
+
+async def _make_hypertable(conn: AsyncConnection[Any], schema: str) -> None:  # Any: tuple rows
+    # In public unless installed elsewhere before; never in the migrated schema, whose
+    # DROP SCHEMA ... CASCADE (tests do it) would take the extension along.
+    await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb WITH SCHEMA public")
+    cur = await conn.execute(
+        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+        "WHERE e.extname = 'timescaledb'")
+    row = await cur.fetchone()
+    readings = sql.Identifier(schema, "readings")
+    names = {"ext": sql.Identifier(row[0] if row else "public"), "readings": readings,
+             "table": sql.SQL("{}::regclass").format(sql.Literal(readings.as_string(conn)))}
+    for statement in _TIMESCALE:
+        await conn.execute(statement.format(**names))
 
 
 async def migrate(conn: AsyncConnection[Any], schema: str = "public") -> int:  # Any: tuple rows
@@ -172,9 +243,7 @@ async def migrate(conn: AsyncConnection[Any], schema: str = "public") -> int:  #
             await conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)", (version,))
             applied += 1
         if timescale:
-            await conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-            for statement in _TIMESCALE:
-                await conn.execute(statement.encode())
+            await _make_hypertable(conn, schema)
             log.info("readings is a TimescaleDB hypertable with compression and retention")
     if applied:
         log.info("applied %d migration(s) to schema %s", applied, schema)

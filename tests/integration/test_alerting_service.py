@@ -247,6 +247,10 @@ async def test_gives_up_after_max_attempts(pg_dsn: str, db_schema: str,
         h.clock.advance(100.0)
         await asyncio.sleep(0.5)
         assert sink.fail_next == 97  # nothing sent after giving up
+        [alert] = await h.alerts()
+        last = (await list_events(h.db, alert.id))[-1]
+        assert (last.action, last.source) == ("delivery_failed", "outbox")
+        assert last.note.startswith("station-sms (sms) after 3 attempt(s): ")
 
 
 async def test_clearing_and_acknowledging(pg_dsn: str, db_schema: str,

@@ -13,6 +13,7 @@ from psycopg import AsyncConnection
 
 from config.settings import DeviceConfig, Settings, SiteConfig
 from console import create_app
+from console.users import Role
 from console.views import iso_utc
 from shouwang.bus import MemoryBus
 from shouwang.catalog import DeviceType
@@ -21,6 +22,7 @@ from shouwang.models import AlertStatus, Detection, DetectionKind, Severity
 from shouwang.store import connect
 from shouwang.store.alerts import upsert_live
 from shouwang.store.registry import sync_registry
+from tests.integration.console_auth import add_user, log_in
 
 pytestmark = pytest.mark.integration
 
@@ -84,6 +86,7 @@ async def _seed(db: AsyncConnection[Any]) -> int:
         "(%s, 0, 'loudspeaker', 'broadcast', '请注意 gas', 'failed', 8, 'timeout', "
         " to_timestamp(%s), to_timestamp(%s), NULL)",
         (alert.id, OPENED + 1, OPENED + 1, OPENED + 2, alert.id, OPENED + 3, OPENED + 3))
+    await add_user(db, "王值班", Role.DUTY_OFFICER, ("s1",))
     return alert.id
 
 
@@ -97,6 +100,7 @@ async def console(pg_dsn: str, db_schema: str) -> AsyncIterator[Console]:
             app = create_app(SETTINGS, pg_dsn, bus, schema=db_schema, clock=clock)
             async with app.router.lifespan_context(app), httpx.AsyncClient(
                     transport=httpx.ASGITransport(app=app), base_url="http://console") as client:
+                await log_in(client, "王值班")
                 yield Console(client=client, bus=bus, db=db, clock=clock, alert_id=alert_id)
     finally:
         await db.close()
@@ -215,7 +219,7 @@ async def test_acknowledge_then_resolve(console: Console) -> None:
     assert [(e["action"], e["actor"], e["to_status"]) for e in detail["events"]] == [
         ("opened", "system", "open"),
         ("acknowledged", "王值班", "acknowledged"),
-        ("resolved", "console", "resolved"),  # no body: the default actor until logins exist
+        ("resolved", "王值班", "resolved"),  # the logged-in user, whatever the body says
     ]
     assert detail["events"][1]["at"] == iso_utc(NOW)
     assert (await client.get("/api/alerts", params={"status": "live"})).json() == []
@@ -348,3 +352,65 @@ async def test_concurrent_acknowledgements_only_one_wins(console: Console) -> No
     assert sorted(r.status_code for r in responses) == [200, 409, 409, 409, 409]
     audit = await _audit(console.db, console.alert_id)
     assert [row[2] for row in audit] == ["opened", "acknowledged"]
+
+
+@pytest.mark.parametrize(("query", "found"), [
+    ("", {"g1", "x1", "w1", "e1"}),
+    ("type=gas", {"g1"}),
+    ("status=offline", {"w1", "e1"}),
+    ("status=unknown", {"x1"}),
+    ("battery_below=20", {"w1"}),
+    ("silent_s=60", {"x1", "w1"}),  # e1 reported 5 s ago (then said offline)
+    ("type=water&status=offline&battery_below=50", {"w1"}),
+    ("site=elsewhere", set()),
+])
+async def test_device_filters(console: Console, query: str, found: set[str]) -> None:
+    response = await console.client.get("/api/devices?" + query)
+    assert response.status_code == 200
+    assert {d["id"] for d in response.json()} == found
+
+
+@pytest.mark.parametrize("query", ["type=toaster", "status=sleepy", "battery_below=101",
+                                   "silent_s=0", "colour=red"])
+async def test_bad_device_filter_is_422(console: Console, query: str) -> None:
+    response = await console.client.get("/api/devices?" + query)
+    assert response.status_code == 422
+    assert "error" in response.json()
+
+
+async def test_device_detail_has_thresholds_and_alerts(console: Console) -> None:
+    response = await console.client.get("/api/devices/g1")
+    assert response.status_code == 200
+    detail = response.json()
+    assert detail["id"] == "g1" and detail["name"] == "3号楼502燃气"
+    assert [m["key"] for m in detail["metrics"]] == ["lel", "co", "battery", "rssi"]
+    lel = [(t["value"], t["severity"]) for t in detail["thresholds"] if t["metric"] == "lel"]
+    assert lel == [(25.0, "orange"), (50.0, "red")]  # GB/T 50493 levels
+    assert [a["id"] for a in detail["alerts"]] == [console.alert_id]
+    assert (await console.client.get("/api/devices/nope")).status_code == 404
+
+
+async def test_device_readings_in_time_buckets(console: Console) -> None:
+    rows = [(NOW - 3600 + 60 * i, float(i)) for i in range(60)]  # one a minute, last hour
+    rows.append((NOW - 7200, 99.0))  # outside a 1-hour window
+    async with console.db.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO readings (ts, device_id, metric, value, received_at) "
+            "VALUES (to_timestamp(%s), 'g1', 'lel', %s, now())", rows)
+    response = await console.client.get("/api/devices/g1/readings",
+                                        params={"metric": "lel", "hours": 1, "buckets": 10})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["bucket_s"] == 360.0
+    buckets = body["buckets"]
+    assert sum(b["count"] for b in buckets) == 60
+    assert len(buckets) in (10, 11)  # the hour need not start on a bucket boundary
+    assert min(b["min"] for b in buckets) == 0.0 and max(b["max"] for b in buckets) == 59.0
+    for bucket in buckets:
+        assert bucket["min"] <= bucket["mean"] <= bucket["max"]
+    assert [b["start"] for b in buckets] == sorted(b["start"] for b in buckets)
+    empty = await console.client.get("/api/devices/g1/readings", params={"metric": "co"})
+    assert empty.json()["buckets"] == []
+    for bad in ({}, {"metric": "lel", "hours": 0}, {"metric": "lel", "buckets": 5}):
+        assert (await console.client.get("/api/devices/g1/readings",
+                                         params=bad)).status_code == 422

@@ -15,6 +15,7 @@ import pytest
 
 from config.settings import ConsoleSettings, DeviceConfig, Settings, SiteConfig
 from console import ConsoleError, ConsoleService
+from console.users import Role
 from console.views import alert_view
 from shouwang.bus import MemoryBus
 from shouwang.catalog import DeviceType
@@ -23,6 +24,7 @@ from shouwang.models import Alert, AlertStatus, Detection, DetectionKind, Locati
 from shouwang.store import connect
 from shouwang.store.alerts import upsert_live
 from shouwang.store.registry import sync_registry
+from tests.integration.console_auth import add_user, log_in
 
 pytestmark = pytest.mark.integration
 
@@ -107,15 +109,25 @@ async def _seed_alert(pg_dsn: str, schema: str) -> Alert:
         await db.close()
 
 
-def _client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(trust_env=False, timeout=10)
+@asynccontextmanager
+async def _client(pg_dsn: str, schema: str, service: ConsoleService,
+                  ) -> AsyncIterator[httpx.AsyncClient]:
+    """A client logged in as a duty officer of every site."""
+    db = await connect(pg_dsn, schema, autocommit=True)
+    try:
+        await add_user(db, "李值班", Role.DUTY_OFFICER)
+    finally:
+        await db.close()
+    async with httpx.AsyncClient(trust_env=False, timeout=10, base_url=service.url) as client:
+        await log_in(client, "李值班")
+        yield client
 
 
 async def test_published_update_reaches_open_stream_within_2s(pg_dsn: str,
                                                               db_schema: str) -> None:
     async with MemoryBus() as bus:
         service = ConsoleService(SETTINGS, bus, pg_dsn, schema=db_schema)
-        async with running(service), _client() as client, client.stream(
+        async with running(service), _client(pg_dsn, db_schema, service) as client, client.stream(
                 "GET", service.url + "/api/stream") as response:
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
@@ -138,7 +150,7 @@ async def test_acknowledgement_reaches_every_open_stream(pg_dsn: str, db_schema:
     alert = await _seed_alert(pg_dsn, db_schema)
     async with MemoryBus() as bus:
         service = ConsoleService(SETTINGS, bus, pg_dsn, schema=db_schema)
-        async with running(service), _client() as client, \
+        async with running(service), _client(pg_dsn, db_schema, service) as client, \
                 client.stream("GET", service.url + "/api/stream") as first, \
                 client.stream("GET", service.url + "/api/stream") as second:
             readers = [SseReader(first), SseReader(second)]
@@ -160,7 +172,7 @@ async def test_acknowledgement_reaches_every_open_stream(pg_dsn: str, db_schema:
 async def test_stream_sends_keep_alive_pings(pg_dsn: str, db_schema: str) -> None:
     async with MemoryBus() as bus:
         service = ConsoleService(SETTINGS, bus, pg_dsn, schema=db_schema, ping_s=0.2)
-        async with running(service), _client() as client, client.stream(
+        async with running(service), _client(pg_dsn, db_schema, service) as client, client.stream(
                 "GET", service.url + "/api/stream") as response:
             events = SseReader(response)
             await events.until(":", 2.0)
@@ -175,7 +187,7 @@ async def test_stop_ends_open_streams_promptly(pg_dsn: str, db_schema: str) -> N
         task = asyncio.create_task(service.run(stop))
         async with asyncio.timeout(10):
             await service.ready.wait()
-        async with _client() as client, client.stream("GET",
+        async with _client(pg_dsn, db_schema, service) as client, client.stream("GET",
                                                       service.url + "/api/stream") as response:
             events = SseReader(response)
             await events.until(":", 2.0)
@@ -206,7 +218,7 @@ async def test_busy_port_is_a_console_error(pg_dsn: str, db_schema: str) -> None
 async def test_page_is_served_over_http(pg_dsn: str, db_schema: str) -> None:
     async with MemoryBus() as bus:
         service = ConsoleService(SETTINGS, bus, pg_dsn, schema=db_schema)
-        async with running(service), _client() as client:
+        async with running(service), _client(pg_dsn, db_schema, service) as client:
             page = await client.get(service.url + "/")
             health = await client.get(service.url + "/healthz")
     assert page.status_code == 200

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import psycopg
 import pytest
 import yaml
 
+from tests.integration.console_auth import log_in
 from tests.integration.e2e import LEAK_DEVICE, community, eventually, stream
 from tests.integration.mqtt_util import publish_all
 
@@ -68,6 +70,17 @@ async def test_shouwang_run_embedded_gas_leak(work_dir: Path) -> None:
                     return False
 
             await eventually(console_up, 120, "the console of `shouwang run`")
+            # The first start creates an admin and shows its password once, in the log.
+            first_admin = re.compile(
+                r"created user 'admin' \(admin, every site\) with password (\S+)")
+
+            async def admin_shown() -> bool:
+                return first_admin.search(log.read_text()) is not None
+
+            await eventually(admin_shown, 30, "the first admin's password in the log")
+            found = first_admin.search(log.read_text())
+            assert found is not None
+            await log_in(client, "admin", found.group(1))
             messages, readings = stream("shouwang/v1", settings)
             assert publish_all(("127.0.0.1", mqtt_port), messages) == len(messages)
 
@@ -99,12 +112,12 @@ async def test_shouwang_run_embedded_gas_leak(work_dir: Path) -> None:
             assert all(n["status"] == "sent" for n in notifications)
 
             alert_id = (await client.get("/api/alerts", params={"status": "open"})).json()[0]["id"]
-            acked = await client.post(f"/api/alerts/{alert_id}/ack", json={"actor": "duty-1"})
+            acked = await client.post(f"/api/alerts/{alert_id}/ack")
             assert acked.status_code == 200
             detail = (await client.get(f"/api/alerts/{alert_id}")).json()
             assert detail["status"] == "acknowledged"
             assert [e["actor"] for e in detail["events"] if e["to_status"] == "acknowledged"] \
-                == ["duty-1"]
+                == ["admin"]
     finally:
         proc.send_signal(signal.SIGINT)
         try:

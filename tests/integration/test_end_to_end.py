@@ -13,12 +13,14 @@ import pytest
 from alerting.service import AlertingService
 from config.settings import Settings, load
 from console.service import ConsoleService
+from console.users import Role
 from detectors.service import DetectorService
 from ingest import KafkaHop, StoreWriterService
 from shouwang.bus.kafka import KafkaBus
 from shouwang.sink import LocalSink
 from shouwang.store import ReadingStore, connect
 from shouwang.wiring import ServiceRunner, ingest_service, mqtt_source, prepare_store
+from tests.integration.console_auth import add_user, log_in
 from tests.integration.e2e import LEAK_DEVICE, community, eventually, stream
 from tests.integration.mqtt_util import publish_all
 
@@ -106,7 +108,13 @@ async def test_gas_leak_end_to_end_over_kafka(
         assert (alerts, live) == (1, 1)
         assert await _scalar(pg_dsn, db_schema, "SELECT severity FROM alerts") == 4  # red
 
+        db = await connect(pg_dsn, db_schema, autocommit=True)
+        try:
+            await add_user(db, "fire-station-2", Role.FIRE_STATION, ("sunshine",))
+        finally:
+            await db.close()
         async with httpx.AsyncClient(base_url=stack.console.url, timeout=10) as client:
+            await log_in(client, "fire-station-2")
             listed = (await client.get("/api/alerts", params={"status": "open"})).json()
             assert [a["device_id"] for a in listed] == [LEAK_DEVICE]
             alert_id = listed[0]["id"]

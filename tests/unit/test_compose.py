@@ -18,7 +18,9 @@ OURS = {name: s for name, s in SERVICES.items() if s.get("image") == "shouwang:l
 
 def _settings(service: dict, monkeypatch: pytest.MonkeyPatch) -> Settings:  # type: ignore[type-arg]
     for key, value in service["environment"].items():
-        monkeypatch.setenv(key, str(value))
+        # ${VAR:?...} is compose's "required from the environment": any value will do here.
+        monkeypatch.setenv(key, "test-secret" if str(value).startswith("${") and "@" not in
+                           str(value) else str(value))
     config = service["command"][service["command"].index("--config") + 1]
     mounts = dict(v.split(":")[1::-1] for v in service["volumes"])  # container -> host
     return load(ROOT / mounts[config].removeprefix("./"))
@@ -56,4 +58,15 @@ def test_published_ports_match_the_settings(monkeypatch: pytest.MonkeyPatch) -> 
     alert = _settings(OURS["alert"], monkeypatch)
     for receiver in alert.alerting.receivers:
         assert all(url.startswith(f"json://sink:{sink.sink.port}/") for url in receiver.urls)
-    assert SERVICES["mosquitto"]["ports"] == ["1883:1883"]
+    assert SERVICES["mosquitto"]["ports"] == ["1883:1883", "8883:8883"]
+
+
+def test_the_broker_gets_the_files_its_config_names() -> None:
+    conf = (ROOT / "config/mosquitto/mosquitto.conf").read_text().splitlines()
+    named = {line.split()[1] for line in conf
+             if line.split()[:1] in (["password_file"], ["acl_file"], ["cafile"],
+                                     ["certfile"], ["keyfile"])}
+    mounted = [v.split(":")[1] for v in SERVICES["mosquitto"]["volumes"]]
+    for path in named:
+        assert any(path == m or path.startswith(m.rstrip("/") + "/") for m in mounted), path
+    assert "allow_anonymous false" in conf

@@ -1,7 +1,7 @@
-"""The console page: self-contained, and data only ever inserted as text.
+"""The console pages: self-contained, and data only ever inserted as text.
 
-A real-browser test (headless Chromium) comes with the Console issue; until then these
-checks hold the page to the rules that make markup in device names harmless.
+These static checks back the real-browser tests (tests/browser/): every page and script
+keeps to the rules that make markup in device names harmless.
 """
 
 from __future__ import annotations
@@ -15,27 +15,42 @@ from console.app import STATIC_DIR
 PAGE = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
 SCRIPT = (STATIC_DIR / "app.js").read_text(encoding="utf-8")
 STYLE = (STATIC_DIR / "style.css").read_text(encoding="utf-8")
+PAGES = {p.name: p.read_text(encoding="utf-8") for p in STATIC_DIR.glob("*.html")}
+SCRIPTS = {p.name: p.read_text(encoding="utf-8") for p in STATIC_DIR.glob("*.js")}
 
 
 @pytest.mark.parametrize("sink", ["innerHTML", "outerHTML", "insertAdjacentHTML",
                                   "document.write", "eval(", "new Function",
                                   "createContextualFragment", "DOMParser"])
 def test_script_never_parses_data_as_html(sink: str) -> None:
-    assert sink not in SCRIPT
+    assert set(SCRIPTS) == {"app.js", "common.js", "device.js", "login.js", "station.js"}
+    for name, script in SCRIPTS.items():
+        assert sink not in script, name
 
 
 def test_script_never_sets_handlers_or_urls_from_strings() -> None:
-    assert not re.search(r"setTimeout\(\s*[\"'`]", SCRIPT)
-    assert not re.search(r"setAttribute\(\s*[\"']on", SCRIPT)
-    assert ".href" not in SCRIPT and ".src" not in SCRIPT
+    for name, script in SCRIPTS.items():
+        assert not re.search(r"setTimeout\(\s*[\"'`]", script), name
+        assert not re.search(r"setAttribute\(\s*[\"']on", script), name
+        assert ".href" not in script and ".src" not in script, name
 
 
-def test_page_loads_nothing_from_elsewhere() -> None:
-    for text in (PAGE, SCRIPT, STYLE):
+@pytest.mark.parametrize(("page", "scripts"), [
+    ("index.html", ["common.js", "app.js"]),
+    ("login.html", ["common.js", "login.js"]),
+    ("station.html", ["common.js", "station.js"]),
+    ("device.html", ["common.js", "device.js"]),
+])
+def test_page_loads_nothing_from_elsewhere(page: str, scripts: list[str]) -> None:
+    html = PAGES[page]
+    for text in (html, STYLE, *SCRIPTS.values()):
+        text = text.replace('"http://www.w3.org/2000/svg"', "")  # a namespace name, not a load
         assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/|@import", text)
     # No inline script or handler: the Content-Security-Policy forbids them anyway.
-    assert re.findall(r"<script[^>]*>", PAGE) == ['<script src="/static/app.js" defer>']
-    assert not re.search(r"\son[a-z]+=", PAGE)
+    assert re.findall(r"<script[^>]*>", html) == [
+        f'<script src="/static/{name}" defer>' for name in scripts]
+    assert not re.search(r"\son[a-z]+=", html)
+    assert '<meta name="viewport"' in html
 
 
 def test_page_is_utf8_chinese_first() -> None:

@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 
 from config.settings import DetectorSettings, DeviceConfig, Settings, SiteConfig
 from detectors import DetectorService
-from shouwang.bus import BusError, Consumer, MemoryBus, Message
+from shouwang.bus import BusError, Consumer, MemoryBus, Message, RebalanceListener
 from shouwang.catalog import DeviceType
 from shouwang.codec import decode_detection, encode_readings
 from shouwang.models import Detection, Reading
@@ -135,9 +135,12 @@ class _RecordingBus:
             self.calls.append("published")
         await self.inner.publish(topic, items)
 
-    def consumer(self, topics: Sequence[str], group: str, *,
-                 from_latest: bool = False) -> _RecordingConsumer:
-        return _RecordingConsumer(self, self.inner.consumer(topics, group))
+    def consumer(self, topics: Sequence[str], group: str, *, from_latest: bool = False,
+                 listener: RebalanceListener | None = None) -> _RecordingConsumer:
+        return _RecordingConsumer(self, self.inner.consumer(topics, group, listener=listener))
+
+    def partition_for(self, key: str) -> int:
+        return self.inner.partition_for(key)
 
 
 class _RecordingConsumer:

@@ -214,9 +214,11 @@ def test_a_rule_clear_waits_while_another_rule_of_the_same_hazard_still_fires() 
 def test_metrics_without_rules_and_other_kinds_are_ignored() -> None:
     engine = _engine(_gas())
 
+    # Battery 1 % is a health finding (tests/unit/test_detectors_health.py), not a hazard.
     found = engine.process(_readings("g1", "battery", [1, 0]) + _readings("g1", "rssi", [-130]))
 
-    assert found == []
+    assert [d.kind for d in found] == [DetectionKind.HEALTH]
+    assert [d.hazard for d in found] == ["battery_low"]
 
 
 def test_engine_ignores_and_counts_readings_of_unknown_devices() -> None:

@@ -1,0 +1,347 @@
+"""Escalation: steps with delays until someone acknowledges, then reminders.
+
+The first policy that matches an alert gives its schedule: the policy's steps (outbox
+step 0, 1, …) at ``after_s`` from the alert's opening, then reminders (outbox step
+100 + k) every ``remind_every_s``. What is still to come lives in the ``escalations``
+table as (next step, due time), written in the same transaction as the messages of the
+step before it, so a restart neither skips a step nor repeats one: a step's messages
+are outbox rows unique on (alert, step, receiver). Due times come from the injected
+clock. An alert that is no longer open or escalated (acknowledged, resolved, expired,
+suppressed) ends its escalation at the next due time without sending anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from psycopg import AsyncCursor
+
+from alerting.ack_links import AckLinks
+from alerting.inhibit import InhibitStage
+from alerting.models import Language, NotifyContext
+from alerting.outbox import Pool, enqueue
+from alerting.recipients import RecipientResolver
+from alerting.silences import SilenceStage
+from alerting.stages import Stage
+from alerting.storm import summary_text
+from alerting.templates import body_for, render
+from config.settings import AlertingSettings, EscalationPolicy, Receiver
+from shouwang.models import Alert, AlertStatus, Device, Severity, Site
+from shouwang.retry import retry_until_done
+from shouwang.store.alerts import get_alert, record_event, transition
+
+__all__ = ["REMINDER_STEP_BASE", "EscalateStage", "Escalator", "ScheduledStep",
+           "StepQueue", "schedule"]
+
+log = logging.getLogger(__name__)
+
+REMINDER_STEP_BASE = 100
+_ESCALATING = (AlertStatus.OPEN, AlertStatus.ESCALATED)
+_REMINDER: Mapping[Language, str] = {"zh": "【提醒·未确认】", "en": "[REMINDER, unacknowledged] "}
+_ACK: Mapping[Language, str] = {"zh": " 确认:", "en": " Ack: "}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduledStep:
+    index: int          # position in the schedule (escalations.next_step)
+    outbox_step: int    # notifications.step
+    after_s: float      # since the alert opened
+    groups: tuple[str, ...]
+    min_severity: Severity
+    reminder: bool
+
+
+def schedule(policy: EscalationPolicy) -> tuple[ScheduledStep, ...]:
+    """The policy's steps, then its reminders (to every group of the steps before).
+
+    >>> from config.settings import EscalationStep
+    >>> p = EscalationPolicy(name="fire", steps=(EscalationStep(groups=("station",)),
+    ...     EscalationStep(after_s=60, groups=("duty",))), remind_every_s=120, max_reminders=2)
+    >>> [(s.outbox_step, s.after_s, s.groups) for s in schedule(p)]
+    [(0, 0.0, ('station',)), (1, 60.0, ('duty',)), (101, 180.0, ('station', 'duty')), \
+(102, 300.0, ('station', 'duty'))]
+    """
+    steps = [ScheduledStep(index=i, outbox_step=i, after_s=s.after_s, groups=s.groups,
+                           min_severity=Severity[s.min_severity.upper()], reminder=False)
+             for i, s in enumerate(policy.steps)]
+    everyone = tuple(dict.fromkeys(g for s in policy.steps for g in s.groups))
+    last = policy.steps[-1].after_s
+    steps += [ScheduledStep(index=len(policy.steps) + k - 1, outbox_step=REMINDER_STEP_BASE + k,
+                            after_s=last + k * policy.remind_every_s, groups=everyone,
+                            min_severity=Severity.BLUE, reminder=True)
+              for k in range(1, policy.max_reminders + 1)]
+    return tuple(steps)
+
+
+class _Policies:
+    def __init__(self, settings: AlertingSettings) -> None:
+        self._policies = settings.policies
+        self._by_name = {p.name: p for p in settings.policies}
+        self.steps = {p.name: schedule(p) for p in settings.policies}
+
+    def policy_for(self, alert: Alert) -> EscalationPolicy | None:
+        for policy in self._policies:
+            if policy.matches(site=alert.site, hazard=alert.hazard, kind=alert.kind.value,
+                              severity=alert.severity):
+                return policy
+        return None
+
+    def groups_for(self, policy: str, step: ScheduledStep, alert: Alert) -> tuple[str, ...]:
+        """The step's groups the alert's severity calls for (reminders: steps reached)."""
+        if not step.reminder:
+            return step.groups if alert.severity >= step.min_severity else ()
+        return tuple(dict.fromkeys(
+            g for s in self.steps[policy]
+            if not s.reminder and alert.severity >= s.min_severity for g in s.groups))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Planned:
+    alert: Alert
+    step: ScheduledStep
+    groups: tuple[str, ...]
+
+
+class StepQueue:
+    """Routes planned steps to receivers and queues them; a storm becomes one summary each."""
+
+    def __init__(self, resolver: RecipientResolver, *, sites: Mapping[str, Site],
+                 devices: Mapping[str, Device], language: Language, storm_threshold: int,
+                 links: AckLinks | None) -> None:
+        self._resolver = resolver
+        self._sites = sites
+        self._devices = devices
+        self._language = language
+        self._storm = storm_threshold
+        self._links = links
+
+    def _body(self, alert: Alert, receiver: Receiver, step: ScheduledStep, now: float) -> str:
+        text = render(alert, site=self._sites.get(alert.site),
+                      device=self._devices.get(alert.device_id), language=self._language)
+        body = body_for(receiver.channel, text)
+        if step.reminder:
+            body = _REMINDER[self._language] + body
+        if self._links is not None and receiver.channel != "broadcast":
+            body += _ACK[self._language] + self._links.url(alert.id, receiver.name, now)
+        return body
+
+    async def __call__(self, ctx: NotifyContext, planned: Sequence[_Planned]) -> int:
+        """Queue every planned step; returns the number of new outbox rows."""
+        per_receiver: dict[str, list[tuple[_Planned, Receiver]]] = defaultdict(list)
+        for plan in planned:
+            for receiver in self._resolver.receivers(plan.alert, plan.groups, ctx.now):
+                per_receiver[receiver.name].append((plan, receiver))
+        queued = 0
+        for name, items in per_receiver.items():
+            if len(items) > self._storm:
+                first, receiver = items[0]
+                alerts = [plan.alert for plan, _ in items]
+                site = self._sites.get(first.alert.site)
+                body = summary_text(alerts, site.name if site else first.alert.site,
+                                    self._language)
+                queued += await enqueue(ctx.cur, first.alert, first.step.outbox_step,
+                                        [receiver], {receiver.channel: body}, ctx.now)
+                log.warning("alarm storm: %d alerts summarised in one message to receiver=%s",
+                            len(items), name)
+                continue
+            for plan, receiver in items:
+                queued += await enqueue(
+                    ctx.cur, plan.alert, plan.step.outbox_step, [receiver],
+                    {receiver.channel: self._body(plan.alert, receiver, plan.step, ctx.now)},
+                    ctx.now)
+        return queued
+
+
+async def _set_next(cur: AsyncCursor[Any], alert: Alert, policy: str,
+                    steps: Sequence[ScheduledStep], after_index: int, base: float) -> None:
+    """Schedule the step after ``after_index``; ``base`` is when the schedule started (the
+    alert's opening, or the end of the silence that held it)."""
+    if after_index + 1 >= len(steps):
+        await cur.execute("DELETE FROM escalations WHERE alert_id = %s", (alert.id,))
+        return
+    upcoming = steps[after_index + 1]
+    await cur.execute(
+        "INSERT INTO escalations (alert_id, policy, next_step, due_at) "
+        "VALUES (%s, %s, %s, to_timestamp(%s)) ON CONFLICT (alert_id) DO UPDATE "
+        "SET policy = excluded.policy, next_step = excluded.next_step, due_at = excluded.due_at",
+        (alert.id, policy, upcoming.index, base + upcoming.after_s))
+
+
+class EscalateStage:
+    """In the alert's transaction: the steps due at once (step 0), and the schedule of the rest.
+
+    Alerts without a policy pass on to the plain routes; a severity rise re-runs the
+    steps already reached (new receivers only: the outbox is unique per step).
+    """
+
+    def __init__(self, settings: AlertingSettings, queue: StepQueue, *,
+                 restart: bool = False) -> None:
+        self._policies = _Policies(settings)
+        self._queue = queue
+        self._restart = restart  # the schedule starts now, not when the alert opened
+
+    async def __call__(self, ctx: NotifyContext, alerts: Sequence[Alert]) -> Sequence[Alert]:
+        unrouted: list[Alert] = []
+        planned: list[_Planned] = []
+        for alert in alerts:
+            policy = self._policies.policy_for(alert)
+            if policy is None:
+                unrouted.append(alert)
+                continue
+            if alert.status not in _ESCALATING:
+                continue
+            steps = self._policies.steps[policy.name]
+            base = ctx.now if self._restart else alert.opened_at
+            reached = [s for s in steps if not s.reminder and base + s.after_s <= ctx.now]
+            planned += [_Planned(alert=alert, step=s,
+                                 groups=self._policies.groups_for(policy.name, s, alert))
+                        for s in reached]
+            await ctx.cur.execute("SELECT next_step FROM escalations WHERE alert_id = %s",
+                                  (alert.id,))
+            if await ctx.cur.fetchone() is None and alert.status is AlertStatus.OPEN:
+                await _set_next(ctx.cur, alert, policy.name, steps,
+                                reached[-1].index if reached else -1, base)
+        if planned:
+            await self._queue(ctx, planned)
+        return unrouted
+
+
+_DUE = """
+SELECT alert_id, policy, next_step, extract(epoch FROM due_at) FROM escalations
+WHERE due_at <= to_timestamp(%s)
+ORDER BY due_at, alert_id LIMIT %s FOR UPDATE SKIP LOCKED
+"""
+# Alerts a silence held whose silence has ended (expired or cancelled) while they still fire.
+_UNSILENCED = """
+SELECT a.id FROM alerts a LEFT JOIN devices d ON d.id = a.device_id
+WHERE a.status = 'suppressed'
+  AND (SELECT e.action FROM alert_events e WHERE e.alert_id = a.id
+       AND e.to_status = 'suppressed' ORDER BY e.at DESC, e.id DESC LIMIT 1) = 'silenced'
+  AND NOT EXISTS (
+    SELECT 1 FROM silences s WHERE s.site = a.site AND s.cancelled_at IS NULL
+      AND s.starts_at <= to_timestamp(%(now)s) AND s.ends_at > to_timestamp(%(now)s)
+      AND (s.device_id IS NULL OR s.device_id = a.device_id)
+      AND (s.building IS NULL OR s.building = coalesce(d.building, ''))
+      AND (cardinality(s.hazards) = 0 OR a.hazard = ANY(s.hazards)))
+ORDER BY a.id LIMIT %(limit)s FOR UPDATE OF a SKIP LOCKED
+"""
+_FALLBACK = """
+INSERT INTO notifications (alert_id, step, receiver, channel, body, created_at, next_attempt_at)
+SELECT n.alert_id, n.step, f.fallback, f.channel, n.body, to_timestamp(%(now)s),
+       to_timestamp(%(now)s)
+FROM notifications n
+JOIN unnest(%(primaries)s::text[], %(fallbacks)s::text[], %(channels)s::text[],
+            %(after)s::float8[]) AS f(primary_receiver, fallback, channel, after_s)
+  ON f.primary_receiver = n.receiver
+WHERE n.status <> 'sent' AND n.attempts > 0
+  AND n.created_at >= to_timestamp(%(now)s) - interval '1 day'
+  AND n.created_at + make_interval(secs => f.after_s) <= to_timestamp(%(now)s)
+ON CONFLICT (alert_id, step, receiver) DO NOTHING
+"""
+
+
+class Escalator:
+    """Fires due escalation steps and fallbacks; ``on_changed`` publishes alerts it changed."""
+
+    def __init__(self, settings: AlertingSettings, queue: StepQueue,
+                 resolver: RecipientResolver, *, reopened: Stage, wake: asyncio.Event,
+                 on_changed: Callable[[list[Alert]], Awaitable[None]],
+                 clock: Callable[[], float] = time.time, poll_s: float = 0.2,
+                 batch: int = 200) -> None:
+        self._policies = _Policies(settings)
+        self._queue = queue
+        self._pre = (InhibitStage(settings.inhibit_rules), SilenceStage())
+        self._reopened = reopened  # the chain for alerts whose silence ended
+        self._wake = wake
+        self._on_changed = on_changed
+        self._clock = clock
+        self._poll_s = poll_s
+        self._batch = batch
+        receivers = {r.name: r for r in settings.receivers}
+        fallbacks = sorted(resolver.fallbacks.items())
+        self._fallback_args = {
+            "primaries": [p for p, _ in fallbacks],
+            "fallbacks": [f.receiver for _, f in fallbacks],
+            "channels": [receivers[f.receiver].channel for _, f in fallbacks],
+            "after": [f.after_s for _, f in fallbacks],
+        }
+
+    async def run(self, pool: Pool, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            now = self._clock()  # once per tick
+            changed, queued, full = await retry_until_done(
+                partial(self._tick, pool, now), stop, what="escalation")
+            if queued:
+                self._wake.set()
+            if changed:
+                await self._on_changed(changed)
+            if not full:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self._poll_s)
+
+    async def _tick(self, pool: Pool, now: float) -> tuple[list[Alert], int, bool]:
+        changed: list[Alert] = []
+        async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute(_DUE, (now, self._batch))
+            due = await cur.fetchall()
+            ctx = NotifyContext(now=now, cur=cur)
+            planned: list[_Planned] = []
+            for alert_id, policy_name, index, due_at in due:
+                alert = await get_alert(conn, alert_id)
+                steps = self._policies.steps.get(policy_name, ())
+                if alert.status not in _ESCALATING or index >= len(steps):
+                    await cur.execute("DELETE FROM escalations WHERE alert_id = %s", (alert_id,))
+                    log.debug("alert=%d escalation ends: %s", alert_id, alert.status.value)
+                    continue
+                passed: Sequence[Alert] = [alert]
+                for stage in self._pre:
+                    passed = await stage(ctx, passed)
+                if not passed:  # suppressed now: its escalation ends
+                    await cur.execute("DELETE FROM escalations WHERE alert_id = %s", (alert_id,))
+                    changed.append(await get_alert(conn, alert_id))
+                    continue
+                step = steps[index]
+                groups = self._policies.groups_for(policy_name, step, alert)
+                planned.append(_Planned(alert=alert, step=step, groups=groups))
+                note = f"step {step.outbox_step}: {', '.join(groups) or '(none at this level)'}"
+                if step.reminder:
+                    await record_event(cur, alert.id, now=now, actor="system",
+                                       source="escalation", action="reminded",
+                                       status=alert.status, note=note)
+                else:
+                    alert = await transition(conn, alert.id, AlertStatus.ESCALATED,
+                                             actor="system", source="escalation",
+                                             action="escalated", note=note, now=now)
+                    changed.append(alert)
+                log.info("alert=%d %s %s", alert.id,
+                         "reminder" if step.reminder else "escalated", note)
+                await _set_next(cur, alert, policy_name, steps, index,
+                                float(due_at) - step.after_s)
+            queued = await self._queue(ctx, planned) if planned else 0
+            await cur.execute(_UNSILENCED, {"now": now, "limit": self._batch})
+            reopened = []
+            for (alert_id,) in await cur.fetchall():
+                reopened.append(await transition(
+                    conn, alert_id, AlertStatus.OPEN, actor="system", source="silence",
+                    action="unsilenced", note="the silence ended while it still fires",
+                    now=now))
+                log.info("alert=%d open again: its silence ended", alert_id)
+            if reopened:
+                await self._reopened(ctx, reopened)
+                changed += [await get_alert(conn, a.id) for a in reopened]
+                queued += len(reopened)
+            if self._fallback_args["primaries"]:
+                await cur.execute(_FALLBACK, {"now": now, **self._fallback_args})
+                if cur.rowcount:
+                    log.warning("%d message(s) not delivered in time: sent to the fallback "
+                                "receiver", cur.rowcount)
+                    queued += cur.rowcount
+        return changed, queued, len(due) == self._batch

@@ -1,0 +1,110 @@
+"""The alerting pages the console serves without a login: the SMS acknowledgement link
+and the public CAP 1.2 feed.
+
+The console mounts ``public_routes(context_of)``; ``context_of`` gives what a request
+needs (settings, connection pool, clock), so this module does not depend on the
+console's internals. An acknowledgement is published on ``alert-updates`` so every
+open console shows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from alerting.ack_links import AckLinks, acknowledge_by_link, confirm_page
+from alerting.cap import NotPublic, cap_feed, cap_message_of
+from config.settings import Settings
+from shouwang.bus import Bus, BusError
+from shouwang.codec import encode_alert
+from shouwang.store.alerts import UnknownAlert
+
+__all__ = ["PublicContext", "public_routes"]
+
+log = logging.getLogger(__name__)
+
+_DB_TIMEOUT_S = 5.0
+_PUBLISH_TIMEOUT_S = 5.0
+_MAX_ID = 2**63 - 1  # alerts.id is a bigint
+_CAP_TYPE = "application/cap+xml; charset=utf-8"
+_ATOM_TYPE = "application/atom+xml; charset=utf-8"
+
+
+class PublicContext(Protocol):
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def pool(self) -> AsyncConnectionPool[AsyncConnection[Any]]: ...  # Any: tuple rows
+    @property
+    def clock(self) -> Callable[[], float]: ...
+    @property
+    def bus(self) -> Bus: ...
+
+
+def public_routes(context_of: Callable[[Request], PublicContext]) -> list[BaseRoute]:
+    def links(settings: Settings) -> AckLinks | None:
+        config = settings.alerting
+        if config.ack_secret is None:
+            return None
+        return AckLinks(config.ack_secret.get_secret_value().encode(), config.ack_link_base,
+                        config.ack_link_ttl_s)
+
+    async def ack(request: Request) -> Response:
+        context = context_of(request)
+        signer = links(context.settings)
+        if signer is None:
+            return HTMLResponse("acknowledgement links are not enabled", status_code=404)
+        token = request.path_params["token"]
+        async with context.pool.connection(timeout=_DB_TIMEOUT_S) as conn:
+            if request.method == "POST":
+                page = await acknowledge_by_link(signer, conn, token, context.clock())
+            else:
+                page = await confirm_page(signer, conn, token, context.clock())
+        if page.alert is not None:
+            log.info("alert_id=%d acknowledged from an SMS link", page.alert.id)
+            try:
+                await asyncio.wait_for(context.bus.publish(
+                    "alert-updates", [(str(page.alert.id), encode_alert(page.alert))]),
+                    _PUBLISH_TIMEOUT_S)
+            except (BusError, TimeoutError) as err:  # saved; consoles see it on reload
+                log.error("alert_id=%d acknowledged but not published: %s", page.alert.id,
+                          err)
+        return HTMLResponse(page.html, status_code=page.status,
+                            headers={"Cache-Control": "no-store"})
+
+    async def feed(request: Request) -> Response:
+        context = context_of(request)
+        base = str(request.base_url)
+        async with context.pool.connection(timeout=_DB_TIMEOUT_S) as conn:
+            body = await cap_feed(conn, context.settings.alerting, context.settings.site_map(),
+                                  base_url=base, now=context.clock())
+        return Response(body, media_type=_ATOM_TYPE)
+
+    async def message(request: Request) -> Response:
+        context = context_of(request)
+        alert_id: int = request.path_params["alert_id"]
+        if alert_id > _MAX_ID:
+            return Response(b"no public alert with that id", status_code=404,
+                            media_type="text/plain")
+        try:
+            async with context.pool.connection(timeout=_DB_TIMEOUT_S) as conn:
+                body = await cap_message_of(conn, context.settings.alerting,
+                                            context.settings.site_map(), alert_id)
+        except (UnknownAlert, NotPublic):
+            return Response(b"no public alert with that id", status_code=404,
+                            media_type="text/plain")
+        return Response(body, media_type=_CAP_TYPE)
+
+    return [
+        Route("/ack/{token}", ack, methods=["GET", "POST"]),
+        Route("/api/cap", feed, methods=["GET"]),
+        Route("/api/cap/{alert_id:int}.xml", message, methods=["GET"]),
+    ]

@@ -1,0 +1,133 @@
+"""Logging in and out, who am I, and the first admin of a fresh install."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from console.auth import SESSION_COOKIE, current_session, require_session, session_token
+from console.body import json_body
+from console.context import context_of
+from console.params import LoginBody
+from console.users import (
+    ALL_SITES,
+    DuplicateUser,
+    Role,
+    Session,
+    count_users,
+    create_session,
+    create_user,
+    delete_session,
+    verify_login,
+)
+from console.views import JSONResponse
+
+__all__ = ["BOOTSTRAP_ADMIN", "LOGIN_ROUTES", "bootstrap_admin", "session_view"]
+
+log = logging.getLogger(__name__)
+
+BOOTSTRAP_ADMIN = "admin"
+_DB_TIMEOUT_S = 5.0
+_BOOTSTRAP_RETRY_S = 5.0
+
+
+def session_view(session: Session) -> dict[str, Any]:  # Any: JSON
+    user = session.user
+    return {"name": user.name, "role": user.role.value, "sites": list(user.sites),
+            "csrf_token": session.csrf_token}
+
+
+def _client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def login(request: Request) -> Response:
+    context = context_of(request)
+    body = await json_body(request, LoginBody)
+    keys = [f"name:{body.name.casefold()}", f"addr:{_client_address(request)}"]
+    wait = context.login_limiter.retry_after(keys, context.clock())
+    if wait > 0:
+        raise HTTPException(429, "too many failed logins; try again later",
+                            headers={"Retry-After": str(int(wait) + 1)})
+    async with context.pool.connection(timeout=_DB_TIMEOUT_S) as conn:
+        user = await verify_login(conn, body.name, body.password)
+        if user is None:
+            context.login_limiter.failed(keys, context.clock())
+            log.warning("failed login for %r from %s", body.name, _client_address(request))
+            raise HTTPException(401, "wrong name or password")
+        token, session = await create_session(conn, user, now=context.clock(),
+                                              ttl_s=context.settings.console.session_ttl_s)
+    context.login_limiter.succeeded(keys[0])
+    log.info("%s logged in from %s", user.name, _client_address(request))
+    response = JSONResponse(session_view(session))
+    response.set_cookie(
+        SESSION_COOKIE, token, max_age=int(context.settings.console.session_ttl_s), path="/",
+        httponly=True, samesite="strict",
+        secure=context.settings.console.secure_cookies or request.url.scheme == "https")
+    return response
+
+
+async def logout(request: Request) -> Response:
+    await require_session(request)
+    context = context_of(request)
+    token = session_token(request)
+    if token is not None:
+        async with context.pool.connection(timeout=_DB_TIMEOUT_S) as conn:
+            await delete_session(conn, token)
+    response = JSONResponse({"logged_out": True})
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+async def whoami(request: Request) -> Response:
+    session = await current_session(request)
+    if session is None:
+        raise HTTPException(401, "log in first")
+    return JSONResponse(session_view(session))
+
+
+async def _create_first_admin(conn: AsyncConnection[Any]) -> None:  # Any: tuple rows
+    if await count_users(conn) > 0:
+        return
+    password = secrets.token_urlsafe(12)
+    try:
+        await create_user(conn, name=BOOTSTRAP_ADMIN, password=password, role=Role.ADMIN,
+                          sites=[ALL_SITES])
+    except DuplicateUser:
+        return  # another console process got there first
+    # Shown once, so a fresh `shouwang run` can be used at once; only its hash is kept.
+    log.warning("no console users yet: created user %r (admin, every site) with password %s "
+                "-- log in with it and add real users with `shouwang users add`",
+                BOOTSTRAP_ADMIN, password)
+
+
+async def bootstrap_admin(pool: AsyncConnectionPool[AsyncConnection[Any]],
+                          stop: asyncio.Event) -> None:
+    """Creates the first admin once the database answers (the console starts without it)."""
+    while not stop.is_set():
+        try:
+            async with pool.connection(timeout=_DB_TIMEOUT_S) as conn:
+                await _create_first_admin(conn)
+            return
+        except (psycopg.Error, TimeoutError) as err:
+            log.debug("first-admin check postponed: %s", err)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), _BOOTSTRAP_RETRY_S)
+
+
+LOGIN_ROUTES: list[BaseRoute] = [
+    Route("/api/login", login, methods=["POST"]),
+    Route("/api/logout", logout, methods=["POST"]),
+    Route("/api/session", whoami, methods=["GET"]),
+]

@@ -1,0 +1,302 @@
+"""The OpenAPI 3.1 description of the console's JSON API, served at ``/api/openapi.json``.
+
+Written out by hand next to the handlers; ``tests/unit/test_console_openapi.py`` checks that
+every API route is described and every described path is routed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from console.views import JSONResponse
+
+__all__ = ["OPENAPI", "openapi"]
+
+_ERROR = {"type": "object", "required": ["error"],
+          "properties": {"error": {"type": "string"}}}
+_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+_LOCATION = {
+    "type": "object",
+    "properties": {
+        "building": {"type": "string"}, "unit": {"type": "string"},
+        "floor": {"type": "string"}, "room": {"type": "string"},
+        "lat": {"type": ["number", "null"]}, "lon": {"type": ["number", "null"]},
+        "text": {"type": "string", "description": "building unit floor room, for people"},
+    },
+}
+_ALERT = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"}, "site": {"type": "string"}, "device_id": {"type": "string"},
+        "location": {"$ref": "#/components/schemas/Location"},
+        "hazard": {"type": "string", "examples": ["gas", "smoke", "flood", "sos"]},
+        "kind": {"enum": ["hazard", "health", "anomaly"]},
+        "severity": {"enum": ["blue", "yellow", "orange", "red"]},
+        "severity_level": {"type": "integer", "minimum": 1, "maximum": 4},
+        "status": {"enum": ["open", "acknowledged", "escalated", "suppressed", "resolved",
+                            "expired"]},
+        "opened_at": {"type": "string", "format": "date-time"},
+        "acknowledged_at": _NULLABLE_TIME, "resolved_at": _NULLABLE_TIME,
+        "last_value": {"type": ["number", "null"]}, "message": {"type": "string"},
+        "drill": {"type": "boolean"},
+    },
+}
+_EVENT = {
+    "type": "object",
+    "properties": {
+        "at": {"type": "string", "format": "date-time"}, "actor": {"type": "string"},
+        "source": {"type": "string"}, "action": {"type": "string"},
+        "from_status": {"type": ["string", "null"]}, "to_status": {"type": "string"},
+        "note": {"type": "string"},
+    },
+}
+_DEVICE = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "type": {"enum": ["gas", "smoke", "water", "electrical", "wearable"]},
+        "site": {"type": "string"},
+        "name": {"type": "string", "description": "free text from the registry: show as text"},
+        "location": {"$ref": "#/components/schemas/Location"},
+        "status": {"enum": ["online", "offline", "unknown"]},
+        "last_seen": _NULLABLE_TIME, "battery": {"type": ["number", "null"]},
+        "report_interval_s": {"type": "number"},
+    },
+}
+_NOTIFICATION = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"}, "alert_id": {"type": "integer"},
+        "receiver": {"type": "string"}, "channel": {"type": "string"},
+        "body": {"type": "string"}, "status": {"enum": ["pending", "sent", "failed"]},
+        "attempts": {"type": "integer"}, "last_error": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"}, "sent_at": _NULLABLE_TIME,
+    },
+}
+_SESSION = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "role": {"enum": ["admin", "duty_officer", "fire_station", "viewer"]},
+        "sites": {"type": "array", "items": {"type": "string"},
+                  "description": "'*' means every site"},
+        "csrf_token": {"type": "string",
+                       "description": "send it as X-CSRF-Token on every POST"},
+    },
+}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:  # Any: JSON
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _list(name: str) -> dict[str, Any]:  # Any: JSON
+    return {"type": "array", "items": _ref(name)}
+
+
+_ERRORS = {
+    "401": {"$ref": "#/components/responses/NoSession"},
+    "422": {"$ref": "#/components/responses/BadInput"},
+    "503": {"$ref": "#/components/responses/Unavailable"},
+}
+_ACTION_ERRORS = {
+    **_ERRORS,
+    "403": _json(_ERROR, "the role may not do this, or the CSRF token is missing or wrong"),
+    "404": _json(_ERROR, "no such alert on the user's sites"),
+    "409": _json(_ERROR, "the alert's status does not allow this change"),
+    "413": _json(_ERROR, "body larger than 16 KiB"),
+    "415": _json(_ERROR, "not a JSON body"),
+}
+_ALERT_ID = {"name": "alert_id", "in": "path", "required": True,
+             "schema": {"type": "integer", "minimum": 1}}
+_DEVICE_ID = {"name": "device_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_ACTION_BODY = {"required": False, "content": {"application/json": {"schema": {
+    "type": "object", "additionalProperties": False,
+    "properties": {"note": {"type": "string", "maxLength": 2000},
+                   "actor": {"type": "string", "deprecated": True,
+                             "description": "ignored: the logged-in user is recorded"}}}}}}
+
+
+def _action(summary: str) -> dict[str, Any]:  # Any: JSON
+    return {"post": {
+        "summary": summary, "parameters": [_ALERT_ID], "requestBody": _ACTION_BODY,
+        "security": [{"session": [], "csrf": []}],
+        "responses": {"200": _json(_ref("Alert"), "the alert as it is now"), **_ACTION_ERRORS},
+    }}
+
+
+OPENAPI: dict[str, Any] = {  # Any: JSON
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Shouwang console API",
+        "version": "1",
+        "description": "Live alerts, devices and sent messages of the sites the logged-in "
+                       "user may see. Log in with POST /api/login; the session is an "
+                       "HttpOnly cookie, and every POST except the login must carry the "
+                       "session's CSRF token in X-CSRF-Token. Errors are JSON "
+                       "{\"error\": \"...\"}.",
+    },
+    "security": [{"session": []}],
+    "paths": {
+        "/api/login": {"post": {
+            "summary": "Log in (rate-limited per name and per client address)",
+            "security": [],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["name", "password"],
+                "properties": {"name": {"type": "string", "maxLength": 64},
+                               "password": {"type": "string", "maxLength": 1024}}}}}},
+            "responses": {
+                "200": _json(_ref("Session"), "logged in; the session cookie is set"),
+                "401": _json(_ERROR, "wrong name or password"),
+                "415": _json(_ERROR, "not a JSON body"),
+                "422": {"$ref": "#/components/responses/BadInput"},
+                "429": _json(_ERROR, "too many failed attempts; see Retry-After"),
+            },
+        }},
+        "/api/logout": {"post": {
+            "summary": "End this session", "security": [{"session": [], "csrf": []}],
+            "responses": {"200": _json({"type": "object"}), "401": _ERRORS["401"],
+                          "403": _json(_ERROR, "missing or wrong CSRF token")},
+        }},
+        "/api/session": {"get": {
+            "summary": "Who is logged in, and the CSRF token",
+            "responses": {"200": _json(_ref("Session")), "401": _ERRORS["401"]},
+        }},
+        "/api/alerts": {"get": {
+            "summary": "Alerts, most severe and newest first",
+            "parameters": [
+                {"name": "status", "in": "query", "required": False,
+                 "description": "repeat or comma-separate; 'live' = every status that still "
+                                "needs attention", "schema": {"type": "string"}},
+                {"name": "site", "in": "query", "required": False,
+                 "schema": {"type": "string", "maxLength": 64}},
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 5000,
+                            "default": 500}},
+            ],
+            "responses": {"200": _json(_list("Alert")), **_ERRORS},
+        }},
+        "/api/alerts/{alert_id}": {"get": {
+            "summary": "One alert with its whole history",
+            "parameters": [_ALERT_ID],
+            "responses": {
+                "200": _json({"allOf": [_ref("Alert"), {"type": "object", "properties": {
+                    "events": {"type": "array", "items": _ref("AlertEvent")}}}]}),
+                "404": _json(_ERROR, "no such alert on the user's sites"), **_ERRORS},
+        }},
+        "/api/alerts/{alert_id}/ack": _action("Acknowledge (not for viewers)"),
+        "/api/alerts/{alert_id}/resolve": _action("Resolve (not for viewers)"),
+        "/api/devices": {"get": {
+            "summary": "Registered devices of the user's sites and how they are doing",
+            "parameters": [
+                {"name": "type", "in": "query", "required": False,
+                 "schema": {"enum": ["gas", "smoke", "water", "electrical", "wearable"]}},
+                {"name": "status", "in": "query", "required": False,
+                 "schema": {"enum": ["online", "offline", "unknown"]}},
+                {"name": "site", "in": "query", "required": False, "schema": {"type": "string"}},
+                {"name": "battery_below", "in": "query", "required": False,
+                 "schema": {"type": "number", "minimum": 0, "maximum": 100}},
+                {"name": "silent_s", "in": "query", "required": False,
+                 "description": "not heard from for this many seconds, or never",
+                 "schema": {"type": "number", "exclusiveMinimum": 0}},
+            ],
+            "responses": {"200": _json(_list("Device")), **_ERRORS},
+        }},
+        "/api/devices/{device_id}": {"get": {
+            "summary": "One device: its metrics, threshold lines and recent alerts",
+            "parameters": [_DEVICE_ID],
+            "responses": {
+                "200": _json({"allOf": [_ref("Device"), {"type": "object", "properties": {
+                    "metrics": {"type": "array", "items": {"type": "object"}},
+                    "thresholds": {"type": "array", "items": {"type": "object", "properties": {
+                        "metric": {"type": "string"}, "hazard": {"type": "string"},
+                        "value": {"type": "number"}, "severity": {"type": "string"},
+                        "direction": {"enum": ["above", "below"]}}}},
+                    "alerts": _list("Alert")}}]}),
+                "404": _json(_ERROR, "no such device on the user's sites"), **_ERRORS},
+        }},
+        "/api/devices/{device_id}/readings": {"get": {
+            "summary": "One metric's readings in time buckets (min, mean, max, count)",
+            "parameters": [
+                _DEVICE_ID,
+                {"name": "metric", "in": "query", "required": True,
+                 "schema": {"type": "string"}},
+                {"name": "hours", "in": "query", "required": False,
+                 "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 744,
+                            "default": 24}},
+                {"name": "buckets", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 10, "maximum": 1000,
+                            "default": 120}},
+            ],
+            "responses": {
+                "200": _json({"type": "object", "properties": {
+                    "device_id": {"type": "string"}, "metric": {"type": "string"},
+                    "start": {"type": "string", "format": "date-time"},
+                    "end": {"type": "string", "format": "date-time"},
+                    "bucket_s": {"type": "number"},
+                    "buckets": {"type": "array", "items": {"type": "object", "properties": {
+                        "start": {"type": "string", "format": "date-time"},
+                        "min": {"type": "number"}, "mean": {"type": "number"},
+                        "max": {"type": "number"}, "count": {"type": "integer"}}}}}}),
+                "404": _json(_ERROR, "no such device on the user's sites"), **_ERRORS},
+        }},
+        "/api/notifications": {"get": {
+            "summary": "Messages sent about the user's sites' alerts, newest first",
+            "parameters": [
+                {"name": "alert_id", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1}},
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000,
+                            "default": 100}},
+            ],
+            "responses": {"200": _json(_list("Notification")), **_ERRORS},
+        }},
+        "/api/sites": {"get": {
+            "summary": "The user's sites: names and addresses",
+            "responses": {"200": _json({"type": "array", "items": {
+                "type": "object", "properties": {"id": {"type": "string"},
+                                                 "name": {"type": "string"},
+                                                 "address": {"type": "string"}}}}),
+                **_ERRORS},
+        }},
+        "/api/stream": {"get": {
+            "summary": "Server-sent events: 'alert' (an Alert as JSON) on every change of "
+                       "an alert on the user's sites; 'resync' when the client fell behind "
+                       "and must reload /api/alerts",
+            "responses": {"200": {"description": "an event stream",
+                                  "content": {"text/event-stream": {}}},
+                          "401": _ERRORS["401"],
+                          "503": _json(_ERROR, "too many live viewers")},
+        }},
+        "/api/openapi.json": {"get": {
+            "summary": "This description", "security": [],
+            "responses": {"200": _json({"type": "object"})},
+        }},
+    },
+    "components": {
+        "securitySchemes": {
+            "session": {"type": "apiKey", "in": "cookie", "name": "shouwang_session"},
+            "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
+        },
+        "schemas": {"Alert": _ALERT, "AlertEvent": _EVENT, "Device": _DEVICE,
+                    "Location": _LOCATION, "Notification": _NOTIFICATION,
+                    "Session": _SESSION, "Error": _ERROR},
+        "responses": {
+            "NoSession": _json(_ERROR, "not logged in"),
+            "BadInput": _json(_ERROR, "a parameter or the body is invalid; the message "
+                                      "names each bad field"),
+            "Unavailable": _json(_ERROR, "the database is unavailable"),
+        },
+    },
+}
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(OPENAPI)

@@ -1,0 +1,183 @@
+// Shared by every console page: the session (CSRF token), JSON calls, the language switch
+// and the alarm sound. Data is only ever inserted with textContent.
+"use strict";
+
+window.Shouwang = (function () {
+  const LANG_KEY = "shouwang.lang";
+  const SOUND_KEY = "shouwang.sound";
+  let session = null;             // {name, role, sites, csrf_token}
+  let audio = null;               // AudioContext, made on the first user gesture
+
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  // ---- language: Chinese by default; "en" switches every label ----------------------------
+
+  function lang() {
+    return localStorage.getItem(LANG_KEY) === "en" ? "en" : "zh";
+  }
+
+  function applyLang() {
+    document.documentElement.lang = lang() === "en" ? "en" : "zh-CN";
+    document.documentElement.dataset.lang = lang();
+  }
+
+  function setLang(value) {
+    localStorage.setItem(LANG_KEY, value === "en" ? "en" : "zh");
+    applyLang();
+  }
+
+  // [Chinese, English] -> one element holding both; CSS shows the chosen language.
+  function bilingual(pair) {
+    const span = el("span", "bi");
+    span.append(el("span", "zh", pair[0]));
+    if (pair[1] && pair[1] !== pair[0]) span.append(el("span", "en", pair[1]));
+    else span.firstChild.className = "";
+    return span;
+  }
+
+  function text(pair) {
+    return lang() === "en" && pair[1] ? pair[1] : pair[0];
+  }
+
+  // ---- session and JSON calls --------------------------------------------------------------
+
+  function toLogin() {
+    const next = location.pathname === "/station" ? "?next=station" : "";
+    location.assign("/login" + next);
+  }
+
+  async function fetchJSON(url, options) {
+    const init = Object.assign({ credentials: "same-origin" }, options || {});
+    const method = (init.method || "GET").toUpperCase();
+    if (method !== "GET" && method !== "HEAD") {
+      init.headers = Object.assign({ "Content-Type": "application/json" }, init.headers || {});
+      if (session) init.headers["X-CSRF-Token"] = session.csrf_token;
+    }
+    const response = await fetch(url, init);
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (err) {
+      data = null;
+    }
+    if (response.status === 401 && url !== "/api/login") {
+      toLogin();
+    }
+    if (!response.ok) {
+      const error = new Error(data && data.error ? data.error : response.statusText);
+      error.status = response.status;
+      throw error;
+    }
+    return data;
+  }
+
+  async function loadSession() {
+    session = await fetchJSON("/api/session");
+    return session;
+  }
+
+  function canAct() {
+    return session !== null && session.role !== "viewer";
+  }
+
+  async function logout() {
+    try {
+      await fetchJSON("/api/logout", { method: "POST", body: "{}" });
+    } finally {
+      location.assign("/login");
+    }
+  }
+
+  // ---- alarm sound: WebAudio beeps, no sound file to fetch ---------------------------------
+
+  function soundOn() {
+    return localStorage.getItem(SOUND_KEY) !== "off";
+  }
+
+  function unlockAudio() {
+    // Browsers only start audio after a click or key press on the page.
+    if (audio === null && window.AudioContext) audio = new AudioContext();
+    if (audio && audio.state === "suspended") audio.resume();
+  }
+
+  function beep(severity) {
+    const count = Number(document.body.dataset.beeps || "0") + 1;
+    document.body.dataset.beeps = String(count);   // lets tests and people see it rang
+    if (!soundOn() || audio === null) return;
+    const tones = severity === "red" ? [880, 660, 880, 660] : [660, 660];
+    let at = audio.currentTime;
+    for (const hz of tones) {
+      const osc = audio.createOscillator();
+      const gain = audio.createGain();
+      osc.frequency.value = hz;
+      gain.gain.value = 0.2;
+      osc.connect(gain).connect(audio.destination);
+      osc.start(at);
+      osc.stop(at + 0.25);
+      at += 0.3;
+    }
+  }
+
+  // ---- the header controls every page has --------------------------------------------------
+
+  function controls(container, onLangChange) {
+    const who = el("span", "who");
+    if (session) {
+      who.append(session.name + " · ");
+      who.append(bilingual(ROLES[session.role] || [session.role, session.role]));
+    }
+    const langButton = el("button", "ctl ctl-lang", lang() === "en" ? "中文" : "English");
+    langButton.type = "button";
+    langButton.id = "lang-switch";
+    langButton.addEventListener("click", () => {
+      setLang(lang() === "en" ? "zh" : "en");
+      langButton.textContent = lang() === "en" ? "中文" : "English";
+      if (onLangChange) onLangChange();
+    });
+    const soundButton = el("button", "ctl ctl-sound");
+    soundButton.type = "button";
+    soundButton.id = "sound-switch";
+    const showSound = () => soundButton.replaceChildren(
+      bilingual(soundOn() ? ["声音 开", "Sound on"] : ["声音 关", "Sound off"]));
+    showSound();
+    soundButton.addEventListener("click", () => {
+      localStorage.setItem(SOUND_KEY, soundOn() ? "off" : "on");
+      unlockAudio();
+      showSound();
+    });
+    const out = el("button", "ctl ctl-logout");
+    out.type = "button";
+    out.id = "logout";
+    out.append(bilingual(["退出", "Log out"]));
+    out.addEventListener("click", logout);
+    container.append(who, soundButton, langButton, out);
+  }
+
+  // Hazard names shared by the pages (the board keeps its own fuller table).
+  const HAZARD = {
+    gas: ["可燃气体泄漏", "Gas leak"], co: ["一氧化碳", "Carbon monoxide"],
+    smoke: ["烟雾火情", "Smoke"], heat: ["温度过高", "Heat"], flood: ["水浸", "Flooding"],
+    electrical_leak: ["电气漏电", "Residual current"], overheat: ["线缆过热", "Cable overheating"],
+    heart_rate_high: ["心率过高", "High heart rate"], heart_rate_low: ["心率过低", "Low heart rate"],
+    fall: ["跌倒", "Fall"], sos: ["紧急呼救", "SOS"], inactivity: ["长时间无活动", "Inactivity"],
+    offline: ["设备离线", "Device offline"], tamper: ["设备被拆", "Tamper"], siren: ["声光报警", "Siren"],
+  };
+  const ROLES = {
+    admin: ["管理员", "Admin"], duty_officer: ["值班员", "Duty officer"],
+    fire_station: ["微型消防站", "Fire station"], viewer: ["只读", "Viewer"],
+  };
+
+  applyLang();
+  document.addEventListener("click", unlockAudio);
+  document.addEventListener("keydown", unlockAudio);
+
+  return {
+    HAZARD, el, bilingual, text, lang, setLang, fetchJSON, loadSession, canAct, beep, controls,
+    session: () => session,
+  };
+})();
