@@ -2,12 +2,13 @@
 
 The first policy that matches an alert gives its schedule: the policy's steps (outbox
 step 0, 1, …) at ``after_s`` from the alert's opening, then reminders (outbox step
-100 + k) every ``remind_every_s``. What is still to come lives in the ``escalations``
-table as (next step, due time), written in the same transaction as the messages of the
-step before it, so a restart neither skips a step nor repeats one: a step's messages
-are outbox rows unique on (alert, step, receiver). Due times come from the injected
-clock. An alert that is no longer open or escalated (acknowledged, resolved, expired,
-suppressed) ends its escalation at the next due time without sending anything.
+100 + k) every ``remind_every_s``, to people only (a loudspeaker cannot acknowledge).
+What is still to come lives in the ``escalations`` table as (next step, due time),
+written in the same transaction as the messages of the step before it, so a restart
+neither skips a step nor repeats one: a step's messages are outbox rows unique on
+(alert, step, receiver). Due times come from the injected clock. An alert that is no
+longer open or escalated (acknowledged, resolved, expired, suppressed) ends its
+escalation at the next due time without sending anything.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from typing import Any
 from psycopg import AsyncCursor
 
 from alerting.ack_links import AckLinks
-from alerting.inhibit import InhibitStage
+from alerting.expiry import expire_stale
+from alerting.inhibit import InhibitStage, released
 from alerting.models import Language, NotifyContext
 from alerting.outbox import Pool, enqueue
 from alerting.recipients import RecipientResolver
@@ -47,6 +49,10 @@ REMINDER_STEP_BASE = 100
 _ESCALATING = (AlertStatus.OPEN, AlertStatus.ESCALATED)
 _REMINDER: Mapping[Language, str] = {"zh": "【提醒·未确认】", "en": "[REMINDER, unacknowledged] "}
 _ACK: Mapping[Language, str] = {"zh": " 确认:", "en": " Ack: "}
+# opened_at comes back from timestamptz rounded to the microsecond, up to half of one
+# after the instant it was written at: without this slack a step due "now" looked due
+# later and waited for the escalator's next tick (up to poll_s) instead of going at once.
+_CLOCK_SLACK_S = 1e-3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,6 +144,8 @@ class StepQueue:
         per_receiver: dict[str, list[tuple[_Planned, Receiver]]] = defaultdict(list)
         for plan in planned:
             for receiver in self._resolver.receivers(plan.alert, plan.groups, ctx.now):
+                if plan.step.reminder and receiver.channel == "broadcast":
+                    continue  # reminders ask people to acknowledge; loudspeakers cannot
                 per_receiver[receiver.name].append((plan, receiver))
         queued = 0
         for name, items in per_receiver.items():
@@ -200,7 +208,8 @@ class EscalateStage:
                 continue
             steps = self._policies.steps[policy.name]
             base = ctx.now if self._restart else alert.opened_at
-            reached = [s for s in steps if not s.reminder and base + s.after_s <= ctx.now]
+            reached = [s for s in steps
+                       if not s.reminder and base + s.after_s <= ctx.now + _CLOCK_SLACK_S]
             planned += [_Planned(alert=alert, step=s,
                                  groups=self._policies.groups_for(policy.name, s, alert))
                         for s in reached]
@@ -255,8 +264,13 @@ class Escalator:
                  resolver: RecipientResolver, *, reopened: Stage, wake: asyncio.Event,
                  on_changed: Callable[[list[Alert]], Awaitable[None]],
                  clock: Callable[[], float] = time.time, poll_s: float = 0.2,
-                 batch: int = 200) -> None:
+                 batch: int = 200, housekeeping_s: float = 1.0) -> None:
         self._policies = _Policies(settings)
+        self._inhibit_rules = settings.inhibit_rules
+        self._expire_after_s = settings.expire_after_s
+        # Releasing inhibited alerts and expiring stale ones need no 0.2 s precision.
+        self._housekeeping_s = housekeeping_s
+        self._next_housekeeping = float("-inf")
         self._queue = queue
         self._pre = (InhibitStage(settings.inhibit_rules), SilenceStage())
         self._reopened = reopened  # the chain for alerts whose silence ended
@@ -334,6 +348,17 @@ class Escalator:
                     action="unsilenced", note="the silence ended while it still fires",
                     now=now))
                 log.info("alert=%d open again: its silence ended", alert_id)
+            if now >= self._next_housekeeping:
+                self._next_housekeeping = now + self._housekeeping_s
+                for alert_id in await released(cur, self._inhibit_rules, self._batch):
+                    reopened.append(await transition(
+                        conn, alert_id, AlertStatus.OPEN, actor="system", source="inhibit",
+                        action="released", note="the alert that inhibited it has ended",
+                        now=now))
+                    log.info("alert=%d open again: what inhibited it has ended", alert_id)
+                if self._expire_after_s is not None:
+                    changed += await expire_stale(conn, now=now, max_age_s=self._expire_after_s,
+                                                  limit=self._batch)
             if reopened:
                 await self._reopened(ctx, reopened)
                 changed += [await get_alert(conn, a.id) for a in reopened]

@@ -18,9 +18,9 @@ from alerting.models import NotifyContext
 from config.settings import InhibitRule
 from shouwang.lifecycle import LIVE_STATUSES
 from shouwang.models import Alert, AlertStatus
-from shouwang.store.alerts import transition
+from shouwang.store.alerts import get_alert, transition
 
-__all__ = ["InhibitStage", "inhibitor_of"]
+__all__ = ["InhibitStage", "inhibitor_of", "released"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,29 @@ async def inhibitor_of(cur: AsyncCursor[Any], alert: Alert,
         if row is not None:
             return int(row[0]), rule.name
     return None
+
+
+# Suppressed alerts whose latest suppression was an inhibition (not a silence).
+_INHIBITED = """
+SELECT a.id FROM alerts a
+WHERE a.status = 'suppressed'
+  AND (SELECT e.action FROM alert_events e WHERE e.alert_id = a.id
+       AND e.to_status = 'suppressed' ORDER BY e.at DESC, e.id DESC LIMIT 1) = 'inhibited'
+ORDER BY a.id LIMIT %s FOR UPDATE OF a SKIP LOCKED
+"""
+
+
+async def released(cur: AsyncCursor[Any], rules: Sequence[InhibitRule],
+                   limit: int) -> list[int]:
+    """Ids of inhibited alerts no live alert inhibits any more (its inhibitor ended)."""
+    await cur.execute(_INHIBITED, (limit,))
+    candidates = [int(row[0]) for row in await cur.fetchall()]
+    free = []
+    for alert_id in candidates:
+        alert = await get_alert(cur.connection, alert_id)
+        if await inhibitor_of(cur, alert, rules) is None:
+            free.append(alert_id)
+    return free
 
 
 class InhibitStage:

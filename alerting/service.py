@@ -74,6 +74,8 @@ class AlertingService:
             notifier = AppriseNotifier()
         links = (AckLinks(config.ack_secret.get_secret_value().encode(), config.ack_link_base,
                           config.ack_link_ttl_s) if config.ack_secret is not None else None)
+        if links is None and any(r.channel != "broadcast" for r in config.receivers):
+            log.info("SMS carry no acknowledgement link: SHOUWANG_ALERTING__ACK_SECRET is unset")
         resolver = RecipientResolver(config)
         step_queue = StepQueue(resolver, sites=self._settings.site_map(),
                                devices=self._settings.device_map(), language=config.language,

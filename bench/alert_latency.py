@@ -1,6 +1,7 @@
 """Alert latency: MQTT publish of a device's first hazardous reading -> its SMS at a local sink.
 
     .venv/bin/python -m bench.alert_latency --bus kafka|memory [--load N] [--samples K]
+        [--open-alerts M] [--policy]
 
 The real pipeline runs in this process, wired as tests/integration/test_end_to_end.py
 wires it: ingest (MQTT -> KafkaHop, or DatabaseHop + MemoryBus as the embedded default),
@@ -17,6 +18,14 @@ are not on the pipeline's event loop. --load N adds N normal readings/s (message
 A few leak devices warm the path first (Kafka group joins, first connections) and are
 not counted. Every sample must give exactly one SMS; missing and duplicates are
 reported. The last line is the headline.
+
+--open-alerts M first writes M live alerts (orange gas, on M more devices "held-{i}")
+with what the pipeline leaves behind for each: the opening audit row, a sent SMS in the
+outbox and, under --policy, a pending reminder in ``escalations`` (due after the run).
+Every query the pipeline makes per detection or per escalation tick then runs against
+that many live alerts. --policy routes through an escalation policy instead of a plain
+route: the station's SMS at once (a person in a recipient group, with a fallback
+receiver, so the fallback scan runs every tick), the duty officer's after 600 s.
 """
 
 from __future__ import annotations
@@ -161,6 +170,32 @@ def _publish_load(address: tuple[str, int], root: str, devices: int, readings_pe
 
 # --- the measurement ----------------------------------------------------------------------
 
+def _alerting(args: argparse.Namespace, sink_port: int) -> dict[str, Any]:  # Any: config
+    receivers = [{"name": "fire-station-sms", "channel": "sms",
+                  "urls": [f"json://127.0.0.1:{sink_port}/sms"]}]
+    if not args.policy:
+        return {"receivers": receivers,
+                "routes": [{"hazards": ["gas"], "min_severity": "red",
+                            "receivers": ["fire-station-sms"]}]}
+    # The duty officer's SMS goes to another sink path: only the station's first SMS counts.
+    receivers.append({"name": "duty-officer-sms", "channel": "sms",
+                      "urls": [f"json://127.0.0.1:{sink_port}/duty"]})
+    return {
+        "receivers": receivers,
+        "groups": [
+            {"name": "fire-station", "recipients": [
+                {"name": "station", "receivers": ["fire-station-sms", "duty-officer-sms"],
+                 "fallback_after_s": 30}]},
+            {"name": "duty-officers", "recipients": [
+                {"name": "duty", "receivers": ["duty-officer-sms"]}]},
+        ],
+        "policies": [{"name": "gas", "hazards": ["gas"], "min_severity": "red",
+                      "steps": [{"groups": ["fire-station"]},
+                                {"after_s": 600, "groups": ["duty-officers"]}],
+                      "remind_every_s": 600, "max_reminders": 2}],
+    }
+
+
 def _settings(args: argparse.Namespace, env: dict[str, str], run: str, sink_port: int,
               leak_devices: int) -> Settings:
     mqtt_host, mqtt_port = host_port(env["SHOUWANG_TEST_MQTT"])
@@ -168,16 +203,13 @@ def _settings(args: argparse.Namespace, env: dict[str, str], run: str, sink_port
                 "report_interval_s": 600} for i in range(args.devices)]
     devices += [{"id": f"leak-{n}", "type": "gas", "site": SITE, "room": f"R{n}",
                  "report_interval_s": 600} for n in range(leak_devices)]
+    devices += [{"id": f"held-{i}", "type": "gas", "site": SITE, "building": f"{i % 20}号楼",
+                 "room": f"H{i}", "report_interval_s": 3600} for i in range(args.open_alerts)]
     return load(
         None,
         sites=[{"id": SITE, "name": "阳光小区"}],
         devices=devices,
-        alerting={
-            "receivers": [{"name": "fire-station-sms", "channel": "sms",
-                           "urls": [f"json://127.0.0.1:{sink_port}/sms"]}],
-            "routes": [{"hazards": ["gas"], "min_severity": "red",
-                        "receivers": ["fire-station-sms"]}],
-        },
+        alerting=_alerting(args, sink_port),
         database={"dsn": env["SHOUWANG_TEST_PG_DSN"], "schema_name": run},
         mqtt={"host": mqtt_host, "port": mqtt_port, "client_id": f"{run}-ingest",
               "topic_root": f"{run}/v1"},
@@ -252,6 +284,37 @@ async def _stage_times(dsn: str, schema: str) -> dict[int, tuple[float, float]]:
         await conn.close()
 
 
+async def _hold_open_alerts(dsn: str, schema: str, count: int, *, policy: bool) -> None:
+    """``count`` live alerts as the pipeline leaves them, opened over the last 10 minutes."""
+    if not count:
+        return
+    now = time.time()
+    conn = await connect(dsn, schema, autocommit=True)
+    try:
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO alerts (site, device_id, hazard, kind, severity, status, opened_at, "
+                "last_value, message) SELECT %s, 'held-' || i, 'gas', 'hazard', 3, 'open', "
+                "to_timestamp(%s - 600 + i * 0.5), 30, 'held open by the benchmark' "
+                "FROM generate_series(0, %s - 1) AS i", (SITE, now, count))
+            await conn.execute(
+                "INSERT INTO alert_events (alert_id, at, actor, source, action, to_status) "
+                "SELECT id, opened_at, 'system', 'detector', 'opened', 'open' FROM alerts")
+            await conn.execute(
+                "INSERT INTO notifications (alert_id, receiver, channel, body, status, attempts, "
+                "created_at, next_attempt_at, sent_at) SELECT id, 'fire-station-sms', 'sms', "
+                "message, 'sent', 1, opened_at, opened_at, opened_at FROM alerts")
+            if policy:  # the next reminder, due after the run
+                await conn.execute(
+                    "INSERT INTO escalations (alert_id, policy, next_step, due_at) "
+                    "SELECT id, 'gas', 1, to_timestamp(%s + 3600 + id) FROM alerts", (now,))
+            cur = await conn.execute("SELECT count(*) FROM alerts WHERE status = 'open'")
+            row = await cur.fetchone()
+        print(f"open alerts before measuring: {row[0] if row else 0:,}")
+    finally:
+        await conn.close()
+
+
 async def _count_readings(dsn: str, schema: str) -> int:
     conn = await connect(dsn, schema, autocommit=True)
     try:
@@ -294,6 +357,7 @@ async def _measure(args: argparse.Namespace, env: dict[str, str], run: str,
     address = host_port(env["SHOUWANG_TEST_MQTT"])
     root = settings.mqtt.topic_root
     await prepare_store(dsn, settings)
+    await _hold_open_alerts(dsn, run, args.open_alerts, policy=args.policy)
     stop = asyncio.Event()
     load_stop = ctx.Event()
     acked: Synchronized[int] = ctx.Value("q", 0)
@@ -358,7 +422,7 @@ async def _measure(args: argparse.Namespace, env: dict[str, str], run: str,
     if missing:
         print(f"missing: {', '.join(f'leak-{n}' for n in missing[:20])}")
     if not latencies:
-        print(f"alert latency {args.bus} {_label(args.load)}: no alert delivered "
+        print(f"alert latency {args.bus} {_label(args)}: no alert delivered "
               f"(0/{len(samples)} delivered)")
         raise SystemExit(1)
     to_open = [stages[n][0] - published_at[n] for n in samples
@@ -371,13 +435,16 @@ async def _measure(args: argparse.Namespace, env: dict[str, str], run: str,
           f"{float(np.mean(latencies)) * 1000:.0f}, {_ms(latencies)}")
     p50, p90, p99 = (np.percentile(latencies, q) * 1000 for q in (50, 90, 99))
     extra = f", {duplicates} duplicates" if duplicates else ""
-    print(f"alert latency {args.bus} {_label(args.load)}: p50 {p50:.0f} ms, p90 {p90:.0f} ms, "
+    print(f"alert latency {args.bus} {_label(args)}: p50 {p50:.0f} ms, p90 {p90:.0f} ms, "
           f"p99 {p99:.0f} ms, max {max(latencies) * 1000:.0f} ms "
           f"({len(latencies)}/{len(samples)} delivered{extra})")
 
 
-def _label(load_per_s: int) -> str:
-    return "idle" if load_per_s == 0 else f"under load {load_per_s} readings/s"
+def _label(args: argparse.Namespace) -> str:
+    label = "idle" if args.load == 0 else f"under load {args.load} readings/s"
+    if args.open_alerts:
+        label += f", {args.open_alerts} open alerts"
+    return label + (", escalation policy" if args.policy else "")
 
 
 async def _main(args: argparse.Namespace) -> None:
@@ -385,7 +452,8 @@ async def _main(args: argparse.Namespace) -> None:
     run = f"bench_{uuid.uuid4().hex[:8]}"
     ctx = multiprocessing.get_context("spawn")
     print(f"run {run}: bus {args.bus}, load {args.load} readings/s, {args.samples} samples "
-          f"{args.spacing_ms:g} ms apart, {args.devices} normal devices")
+          f"{args.spacing_ms:g} ms apart, {args.devices} normal devices, "
+          f"{args.open_alerts} open alerts, {'policy' if args.policy else 'plain route'}")
     ports: Queue[int] = ctx.Queue()
     sink_stop = ctx.Event()
     sink = _in_child(ctx, _run_sink, ports, sink_stop)
@@ -418,9 +486,16 @@ def main() -> None:
     parser.add_argument("--wait-s", type=float, default=30.0,
                         help="longest wait for the last SMS after the last publish")
     parser.add_argument("--duplicate-wait-s", type=float, default=2.0)
+    parser.add_argument("--log-level", default="WARNING", help="e.g. DEBUG to trace stages")
+    parser.add_argument("--open-alerts", type=int, default=0,
+                        help="live alerts already open before measuring")
+    parser.add_argument("--policy", action="store_true",
+                        help="route through an escalation policy instead of a plain route")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING,
+    logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("aiokafka", "httpx", "httpcore", "psycopg", "uvicorn", "apprise"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     asyncio.run(_main(args))
 
 

@@ -7,7 +7,9 @@ drain: every message is queued at the broker first (persistent session), then in
        started and timed until the last row commits: the pipeline's own ceiling.
 Ingest runs as the real `shouwang ingest` processes (memory: one process writing the DB
 itself; kafka: an MQTT->Kafka process and a Kafka->DB writer process). Counts published
-against landed; the last line is the figure.
+against landed; the last line is the figure. Also printed: the rate from the first committed
+row on (without process start-up) and the CPU seconds the ingest processes used per reading,
+which moves far less than wall-clock rates when the machine is shared.
 """
 
 from __future__ import annotations
@@ -65,6 +67,15 @@ def _publish(address: tuple[str, int], root: str, devices: range, per_device: in
     client.loop_stop()
     with acked.get_lock():
         acked.value += count
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of a live process (Linux /proc); None where unavailable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _count(dsn: str, schema: str) -> int:
@@ -166,12 +177,16 @@ def main() -> None:
             publishers = publish()
         deadline = time.monotonic() + 600
         landed = 0
+        first_seen: tuple[float, int] | None = None  # when rows were first seen landing, how many
         while time.monotonic() < deadline:
             landed = _count(dsn, run) - base
+            if first_seen is None and landed > 0:
+                first_seen = (time.perf_counter(), landed)
             if landed >= expected:
                 break
             time.sleep(0.05)
         elapsed = time.perf_counter() - began
+        cpu = [_cpu_seconds(p.pid) for p in procs]
         if args.mode == "live":
             for p in publishers:
                 p.join()
@@ -186,6 +201,13 @@ def main() -> None:
     print(f"published messages: {messages} (acknowledged by broker: {acked.value}), "
           f"readings expected: {expected}, landed: {landed}, lost: {expected - landed}")
     print(f"elapsed: {elapsed:.2f} s")
+    if first_seen is not None and began + elapsed > first_seen[0]:
+        steady = (landed - first_seen[1]) / (began + elapsed - first_seen[0])
+        print(f"from the first committed row on: {steady:,.0f} readings/s")
+    if landed and all(seconds is not None for seconds in cpu):
+        used = sum(seconds for seconds in cpu if seconds is not None)
+        print(f"ingest CPU: {used:.2f} s in {len(cpu)} process(es), start-up included: "
+              f"{used / landed * 1e6:.1f} us per reading")
     print(f"ingest {args.bus}/{args.mode}: {rate:,.0f} readings/s end to end "
           f"({landed}/{expected} landed)")
 

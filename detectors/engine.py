@@ -19,6 +19,7 @@ from detectors.correlation import Correlator
 from detectors.events import event_detection
 from detectors.forecast import DeviceTrends, TrendBook
 from detectors.health import DeviceHealth, HealthBook
+from detectors.learned import AnomalyBook, DeviceAnomaly
 from detectors.offline import Presence
 from detectors.threshold import DeviceThresholds, ThresholdBook
 from shouwang.models import Detection, Device, Reading, ReadingKind
@@ -31,21 +32,23 @@ _TELEMETRY = ReadingKind.TELEMETRY
 _EVENT = ReadingKind.EVENT
 
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2 added learned anomaly; a version 1 snapshot restores without it
 
 
 class _DeviceState:
     """Everything the engine remembers about one device."""
 
-    __slots__ = ("device", "health", "presence", "thresholds", "trends")
+    __slots__ = ("anomaly", "device", "health", "presence", "thresholds", "trends")
 
     def __init__(self, device: Device, thresholds: DeviceThresholds, presence: Presence,
-                 trends: DeviceTrends | None, health: DeviceHealth) -> None:
+                 trends: DeviceTrends | None, health: DeviceHealth,
+                 anomaly: DeviceAnomaly | None) -> None:
         self.device = device
         self.thresholds = thresholds
         self.presence = presence
         self.trends = trends
         self.health = health
+        self.anomaly = anomaly
 
 
 class _PlainUnpickler(pickle.Unpickler):
@@ -61,7 +64,8 @@ class DetectorEngine:
     Parameters
     ----------
     settings
-        The ``detectors`` section: threshold rules and the offline window.
+        The ``detectors`` section: threshold rules, the offline window, forecasts,
+        health checks, correlations and learned anomaly.
     devices
         The registry, by device id. Readings of other devices are counted and ignored
         (ingest rejects them already; a registry change restarts the worker for now).
@@ -92,6 +96,7 @@ class DetectorEngine:
         self._book = ThresholdBook(settings.thresholds)
         self._trend_book = TrendBook(settings.forecast, settings.rate_of_rise)
         self._health_book = HealthBook(settings.health)
+        self._anomaly_book = AnomalyBook(settings.anomaly)
         self._after = settings.offline_after_intervals
         self._states = {device_id: self._fresh(device) for device_id, device in devices.items()}
         self._correlator = (Correlator(settings.correlations, devices)
@@ -122,6 +127,9 @@ class DetectorEngine:
                 if trends is not None:
                     trends.observe(reading, now, out, thresholds.live_levels)
                 state.health.observe(reading, out, now)
+                anomaly = state.anomaly
+                if anomaly is not None:
+                    self._anomaly_book.observe(anomaly, state.device.type, reading, now, out)
             elif kind is _EVENT:
                 state.health.observe(reading, out, now)
                 found = event_detection(reading, now)
@@ -168,6 +176,11 @@ class DetectorEngine:
         """Health problems currently reported for one device."""
         return self._states[device_id].health.firing()
 
+    def anomaly_firing(self, device_id: str) -> frozenset[str]:
+        """``{metric}_anomaly`` hazards of one device with an open episode."""
+        state = self._states[device_id]
+        return self._anomaly_book.firing(state.anomaly, state.device.type)
+
     def knows(self, device_id: str) -> bool:
         return device_id in self._states
 
@@ -177,7 +190,8 @@ class DetectorEngine:
         presence = state.presence
         plain = (_STATE_VERSION, presence.last_heard, presence.offline,
                  state.thresholds.levels(),
-                 None if state.trends is None else state.trends.dump(), state.health.dump())
+                 None if state.trends is None else state.trends.dump(), state.health.dump(),
+                 self._anomaly_book.dump(state.anomaly, state.device.type))
         return pickle.dumps(plain, protocol=pickle.HIGHEST_PROTOCOL)
 
     def restore(self, device_id: str, blob: bytes) -> bool:
@@ -192,15 +206,19 @@ class DetectorEngine:
         fresh = self._fresh(state.device)
         try:
             plain = _PlainUnpickler(io.BytesIO(blob)).load()
-            version, last_heard, offline, levels, trends, health = plain
-            if version != _STATE_VERSION:
+            version, *rest = plain
+            if version == 1:  # saved before learned anomaly: that part starts afresh
+                rest.append(())
+            elif version != _STATE_VERSION:
                 raise ValueError(f"snapshot version {version}")
+            last_heard, offline, levels, trends, health, anomaly = rest
             fresh.presence.last_heard = float(last_heard)
             fresh.presence.offline = bool(offline)
             fresh.thresholds.load(tuple(levels))
             if trends is not None and fresh.trends is not None:
                 fresh.trends.load(trends)
             fresh.health.load(health)
+            self._anomaly_book.load(fresh.anomaly, state.device.type, anomaly)
         except (pickle.UnpicklingError, ValueError, TypeError, AssertionError, EOFError) as err:
             log.warning("detector snapshot of device_id=%s unusable, starting afresh: %s",
                         device_id, err)
@@ -219,4 +237,5 @@ class DetectorEngine:
         thresholds = self._book.for_device(device)
         return _DeviceState(device, thresholds, Presence(device, after_intervals=self._after),
                             self._trend_book.for_device(device.type, thresholds),
-                            self._health_book.for_device(device.type))
+                            self._health_book.for_device(device.type),
+                            self._anomaly_book.for_device(device.type))

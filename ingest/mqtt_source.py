@@ -13,12 +13,12 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -31,10 +31,104 @@ log = logging.getLogger(__name__)
 
 _SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue through a week-long outage
 _RECEIVE_MAXIMUM = 65_535          # MQTT v5's largest in-flight window
+_RECV_CHUNK = 256 * 1024           # one recv() serves hundreds of small PUBLISH packets
+_READ_BURST = 2000                 # packets per wake-up before writes (PUBACKs) get a turn
+_FLUSH_ACKS_S = 5.0                # longest wait for queued PUBACKs when closing
 
 
 class MqttSourceError(RuntimeError):
     """The broker refused us or could not be reached in time."""
+
+
+class _BurstReadingClient(mqtt.Client):
+    """paho's client with a cheaper receive path; everything else is paho's own.
+
+    Stock paho does one select() and three or four recv() calls per received packet
+    (command byte, length bytes one by one, body) and builds several objects per PUBLISH;
+    at thousands of messages a second that is most of ingest's CPU. Here the socket is
+    read in large chunks, many packets per wake-up, and plain PUBLISH packets are parsed
+    directly. Received bytes are kept in a buffer tied to the socket they came from, so a
+    reconnect never sees stale bytes.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rx_sock: object = None
+        self._rx = memoryview(b"")
+        # Called as (topic, payload, mid, qos) for plain QoS 0/1 PUBLISH packets.
+        self.on_plain_publish: Callable[[str, bytes, int, int], None] | None = None
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._rx_sock is not self._sock:
+            self._rx_sock, self._rx = self._sock, memoryview(b"")
+        if not self._rx:
+            data = super()._sock_recv(_RECV_CHUNK)  # raises BlockingIOError when dry
+            if not data:
+                return data  # the peer closed the connection
+            self._rx = memoryview(data)
+        chunk, self._rx = self._rx[:bufsize], self._rx[bufsize:]
+        return bytes(chunk)
+
+    def _buffered(self) -> bool:
+        return self._rx_sock is self._sock and len(self._rx) > 0
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        # paho builds a Properties object, an MQTTMessage and a debug log line for every
+        # PUBLISH: most of ingest's CPU. The plain shape (v5, QoS 0/1, a topic name, no
+        # properties) is parsed here; anything else, malformed included, goes to paho.
+        deliver = self.on_plain_publish
+        header = self._in_packet["command"]
+        qos = (header & 0x06) >> 1
+        if deliver is None or qos > 1 or not self._manual_ack or self._protocol != mqtt.MQTTv5:
+            return super()._handle_publish()
+        packet = self._in_packet["packet"]
+        topic_end = 2 + ((packet[0] << 8) | packet[1]) if len(packet) >= 2 else 0
+        properties_at = topic_end + (2 if qos else 0)
+        if topic_end <= 2 or properties_at >= len(packet) or packet[properties_at] != 0:
+            return super()._handle_publish()  # a topic alias, properties, or malformed
+        try:
+            topic = bytes(packet[2:topic_end]).decode("utf-8")
+        except UnicodeDecodeError:
+            return super()._handle_publish()
+        mid = (packet[topic_end] << 8) | packet[topic_end + 1] if qos else 0
+        with self._in_callback_mutex:
+            try:
+                deliver(topic, bytes(packet[properties_at + 1:]), mid, qos)
+            except Exception as err:
+                self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                if not self.suppress_exceptions:
+                    raise
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:
+        # No per-topic callbacks are ever added here, so skip paho's topic matcher, which
+        # costs a split and a generator walk per message, and call on_message directly.
+        callback = self.on_message
+        if callback is None:
+            return
+        with self._in_callback_mutex:
+            try:
+                callback(self, self._userdata, message)
+            except Exception as err:
+                self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                if not self.suppress_exceptions:
+                    raise
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        # Stock loop_read handles one packet per select() for a QoS 1 subscriber. Keep
+        # going until the socket is dry; never stop with bytes left in the buffer, or
+        # select() would sleep on data that already arrived.
+        handled = 0
+        while True:
+            if self._sock is None:
+                return MQTTErrorCode.MQTT_ERR_NO_CONN
+            rc = self._packet_read()
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+            handled += 1
+            if not self._buffered() and (rc == MQTTErrorCode.MQTT_ERR_AGAIN
+                                         or handled >= _READ_BURST):
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
 class MqttSource:
@@ -46,8 +140,8 @@ class MqttSource:
         self._topic_root = topic_root.rstrip("/")
         self._share_group = share_group
         self._connect_timeout_s = connect_timeout_s
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                   protocol=mqtt.MQTTv5, manual_ack=True)
+        self._client = _BurstReadingClient(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                           protocol=mqtt.MQTTv5, manual_ack=True)
         if username is not None:
             self._client.username_pw_set(username, password)
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
@@ -55,6 +149,7 @@ class MqttSource:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_plain_publish = self._on_publish
         self._client.on_subscribe = self._on_subscribe
         self._pending_subscriptions: set[int] = set()
         self._lock = threading.Lock()
@@ -93,6 +188,10 @@ class MqttSource:
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
         # Unacknowledged messages stay in the broker's session and come again next time.
+        # PUBACKs still queued would be lost with the connection: give them a moment to go.
+        deadline = time.monotonic() + _FLUSH_ACKS_S
+        while self._client.want_write() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
 
@@ -128,8 +227,10 @@ class MqttSource:
             log.warning("mqtt disconnected host=%s reason=%s; reconnecting", self._host, reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        item = RawMessage(topic=msg.topic, payload=bytes(msg.payload), received_at=time.time(),
-                          mid=msg.mid, qos=msg.qos)
+        self._on_publish(msg.topic, bytes(msg.payload), msg.mid, msg.qos)
+
+    def _on_publish(self, topic: str, payload: bytes, mid: int, qos: int) -> None:
+        item = RawMessage(topic=topic, payload=payload, received_at=time.time(), mid=mid, qos=qos)
         with self._lock:
             self._buffer.append(item)
             first = len(self._buffer) == 1

@@ -66,7 +66,8 @@ def encode_readings(readings: Sequence[Reading]) -> bytes:
         "v": _VERSION,
         "d": first.device_id,
         "s": first.site,
-        "r": [[r.ts, r.metric, r.value, r.seq, r.kind.value, r.received_at, r.drill]
+        # orjson writes an enum member as its value, faster than reading .value here.
+        "r": [[r.ts, r.metric, r.value, r.seq, r.kind, r.received_at, r.drill]
               for r in readings],
     })
 

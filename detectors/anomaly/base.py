@@ -27,6 +27,9 @@ class AnomalyDetector(Protocol):
 class Detector:
     """Base class: hyper-parameters in, ``clone`` and a readable ``repr`` out."""
 
+    # Empty, so a subclass kept per device metric on the hot path can be fully slotted.
+    __slots__ = ()
+
     def learn_one(self, x: dict[str, Any]) -> None:
         """Add ``x`` to the model."""
         raise NotImplementedError

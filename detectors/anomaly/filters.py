@@ -39,6 +39,8 @@ class ThresholdFilter(Detector):
     (False, True)
     """
 
+    __slots__ = ("detector", "protect_anomaly_detector", "threshold")
+
     def __init__(self, detector: AnomalyDetector, threshold: float = 0.5,
                  protect_anomaly_detector: bool = True) -> None:
         self.detector = detector
@@ -56,6 +58,14 @@ class ThresholdFilter(Detector):
         if self.protect_anomaly_detector and self.classify(self.detector.score_one(x)):
             return
         self.detector.learn_one(x)
+
+    def score_and_learn(self, x: dict[str, Any]) -> float:
+        """``score_one`` then ``learn_one`` with one scoring pass (the stream's hot path)."""
+        detector = self.detector
+        score = detector.score_one(x)
+        if not (self.protect_anomaly_detector and score >= self.threshold):
+            detector.learn_one(x)
+        return score
 
 
 class QuantileFilter(Detector):

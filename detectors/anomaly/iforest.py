@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sklearn.ensemble import IsolationForest
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import IsolationForest
 
 from detectors.anomaly.base import Detector, feature
 
@@ -176,6 +178,9 @@ class IsolationForestDetector(Detector):
             self._fit(state)
 
     def _fit(self, state: dict[str, Any]) -> None:
+        # Imported here: scikit-learn costs a second at start-up, and only fitting needs it.
+        from sklearn.ensemble import IsolationForest
+
         rows = np.vstack(state["vectors"])
         forest = IsolationForest(n_estimators=self.n_estimators,
                                  max_samples=min(self.max_samples, len(rows)),

@@ -48,6 +48,7 @@ WHERE d.id = v.id
 _REJECT = """
 INSERT INTO rejects (received_at, topic, device_id, reason, detail, payload)
 VALUES (to_timestamp(%s), %s, %s, %s, %s, %s)
+ON CONFLICT DO NOTHING
 """
 
 

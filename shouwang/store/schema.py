@@ -176,6 +176,23 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX silences_site ON silences (site, ends_at);
     """,
+    # 4 (alerting): the escalator's scans read only what they look for, however long the
+    # history: the fallback scan (every 0.2 s) undelivered tried messages, the expiry
+    # scan live alerts by their last change.
+    """
+    CREATE INDEX notifications_undelivered ON notifications (created_at)
+        WHERE status <> 'sent' AND attempts > 0;
+    CREATE INDEX alerts_live_updated ON alerts (updated_at)
+        WHERE status IN ('open', 'escalated', 'suppressed');
+    """,
+    # 5 (store): a reject consumed twice from Kafka (writer killed between its commit and
+    # the offset commit) is stored once; received_at is stamped once, by ingest.
+    """
+    DELETE FROM rejects a USING rejects b
+        WHERE a.id > b.id AND a.topic = b.topic AND a.received_at = b.received_at
+          AND md5(a.payload) = md5(b.payload);
+    CREATE UNIQUE INDEX rejects_once ON rejects (topic, received_at, md5(payload));
+    """,
 )
 
 # Applied after the core tables when TimescaleDB can be used. Every name is qualified: the

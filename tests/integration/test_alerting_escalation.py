@@ -233,3 +233,20 @@ async def test_an_alarm_storm_becomes_one_summary(pg_dsn: str, db_schema: str,
         assert len(await list_alerts(db)) == 40
         assert bodies(sink, "station") == [
             "【守望】阳光小区 同时出现40条告警：烟雾报警40条。详情请登录值班台查看"]
+
+
+async def test_reminders_go_to_people_not_to_the_loudspeakers(
+        pg_dsn: str, db_schema: str, sink: LocalSink) -> None:
+    async with service(settings_for(sink.port), pg_dsn, db_schema) as (run, db):
+        await run.publish(gas(55.0, Severity.RED))
+        await eventually(lambda: _sent(db, 2), "the station SMS and the broadcast")
+        run.clock.advance(60.0)
+        await eventually(lambda: _sent(db, 3), "the duty officer's SMS")
+        run.clock.advance(120.0)  # the first reminder
+        await eventually(lambda: _sent(db, 5), "the reminder to the station and the duty")
+        await asyncio.sleep(0.6)  # three polls: time for a broadcast reminder to show
+        assert sorted(m.channel for m in sink.messages) == [
+            "duty", "duty", "speakers", "station", "station"]
+        assert await rows(db) == [(0, "station", "sent"), (1, "speakers", "sent"),
+                                  (2, "duty", "sent"), (101, "duty", "sent"),
+                                  (101, "station", "sent")]

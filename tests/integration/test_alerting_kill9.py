@@ -77,15 +77,20 @@ async def test_kill_9_mid_escalation(tmp_path: Path, pg_dsn: str, db_schema: str
                                   value=30.0, level=1)
             await bus.publish("detections", [("gas-1", encode_detection(detection))])
 
-        async def station_told() -> bool:
-            assert process.poll() is None, log.read_text()[-3000:]
-            return len(sink.received("station")) >= 1
-        await eventually(station_told, "the fire station's SMS", timeout_s=40)
-        process.send_signal(signal.SIGKILL)
-        process.wait(10)
-
         db = await connect(pg_dsn, db_schema, autocommit=True)
         try:
+            # Killed after the station's SMS is recorded as sent: this test is about the
+            # escalation step still to come. (A kill between the gateway's answer and that
+            # record resends the SMS once the send's lease runs out: at-least-once.)
+            async def station_told() -> bool:
+                assert process.poll() is None, log.read_text()[-3000:]
+                cur = await db.execute("SELECT count(*) FROM notifications "
+                                       "WHERE receiver = 'station' AND status = 'sent'")
+                return len(sink.received("station")) >= 1 and await cur.fetchone() == (1,)
+            await eventually(station_told, "the fire station's SMS", timeout_s=40)
+            process.send_signal(signal.SIGKILL)
+            process.wait(10)
+
             cur = await db.execute("SELECT extract(epoch FROM due_at) FROM escalations")
             [(due_at,)] = await cur.fetchall()
             assert due_at > time.time(), "killed before the step was due"

@@ -7,7 +7,7 @@ import random
 import re
 from collections.abc import Callable
 
-from config.settings import DetectorSettings
+from config.settings import DetectorSettings, ForecastSettings
 from detectors import DetectorEngine
 from detectors.forecast import robust_trend
 from shouwang.catalog import DeviceType
@@ -17,10 +17,15 @@ NOW = 1_764_120_000.0
 STEP_S = 5.0
 
 
-def _engine(device_type: DeviceType = DeviceType.GAS) -> DetectorEngine:
+def _engine(device_type: DeviceType = DeviceType.GAS,
+            settings: DetectorSettings | None = None) -> DetectorEngine:
     device = Device(id="d1", type=device_type, site="s1")
-    return DetectorEngine(DetectorSettings(), {"d1": device}, clock=lambda: NOW,
+    return DetectorEngine(settings or DetectorSettings(), {"d1": device}, clock=lambda: NOW,
                           started_at=NOW)
+
+
+def _forecasting(*metrics: str) -> DetectorSettings:
+    return DetectorSettings(forecast=ForecastSettings(metrics=metrics))
 
 
 def _run(engine: DetectorEngine, metric: str, signal: Callable[[float], float],
@@ -96,7 +101,41 @@ def test_no_pre_warning_on_spikes_or_a_cooking_co_bump() -> None:
         return 1.5 + bump + abs(rng.gauss(0.0, 0.4))
 
     assert _run(_engine(), "lel", spiky, 720) == []
-    assert _run(_engine(), "co", cooking, 480) == []
+    # CO is not forecast by default (see the next test); the trend test alone keeps a
+    # cooking bump quiet when it is.
+    assert _run(_engine(settings=_forecasting("co")), "co", cooking, 480) == []
+
+
+def test_co_and_smoke_are_not_forecast_by_default() -> None:
+    # Shower steam: 0.2 -> 2.2 %obs/m over ten minutes at a steady pace, then back. As a
+    # straight line it is 3 %obs/m (level 1) in four minutes; the steam never gets there.
+    def steam(t: float) -> float:
+        return 0.2 + 2.0 * math.sin(math.pi * t / 1200.0) if t < 1200.0 else 0.2
+
+    def hazards(found: list[tuple[float, Detection]]) -> set[str]:
+        return {d.hazard for _, d in found}
+
+    assert hazards(_run(_engine(DeviceType.SMOKE, _forecasting("smoke")), "smoke", steam,
+                        240)) == {"smoke_forecast"}
+    assert _run(_engine(DeviceType.SMOKE), "smoke", steam, 240) == []
+    assert not {"co", "smoke"} & set(DetectorSettings().forecast.metrics)
+
+
+def test_a_slow_leak_filling_a_room_is_pre_warned_minutes_ahead() -> None:
+    # The slow gas leak's shape: 0.5 %LEL approaching 40 %LEL with a 15-minute time
+    # constant, sampled every 30 s with sensor noise; level 1 (25 %LEL) at ~16 minutes.
+    rng = random.Random(3)
+    engine = _engine()
+    found: list[tuple[float, Detection]] = []
+    for i in range(80):
+        t = 30.0 * i
+        value = 0.5 + 39.5 * (1.0 - math.exp(-t / 900.0)) + rng.gauss(0.0, 0.25)
+        found += [(t, d) for d in engine.process([Reading(
+            ts=NOW + t, device_id="d1", site="s1", metric="lel", value=round(value, 2))])]
+
+    t_warn = next(t for t, d in found if d.hazard == "gas_forecast" and d.firing)
+    t_alarm = next(t for t, d in found if d.hazard == "gas" and d.firing)
+    assert t_alarm - t_warn >= 120.0
 
 
 def test_a_rise_that_levels_off_warns_once_and_clears_once() -> None:

@@ -1,0 +1,183 @@
+"""Faults on the scale-out (Kafka) path under a steady community load with one gas leak.
+
+MQTT -> ``shouwang ingest --role mqtt`` (KafkaHop) -> Kafka -> ``shouwang ingest --role
+writer`` -> PostgreSQL, with detectors and alerting consuming Kafka and sending to a local
+sink. Counted at the end: readings published/landed/lost/duplicated, rejects
+published/stored/duplicated, gas alerts expected/opened, messages expected/delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from psycopg import sql
+
+from shouwang.store import connect
+from tests.faults.fleet import Fleet
+from tests.faults.kafka import PrivateKafka
+from tests.faults.stack import Counts, Stack, landed_readings, pipeline, settle
+
+pytestmark = pytest.mark.integration
+
+log = logging.getLogger(__name__)
+
+RATE_HZ = 10.0  # rounds a second; a round is 10 messages, 19 readings (+1 reject every 10)
+ROUNDS = 60
+# The issue asks for 30 s at 10x; CI bursts for 5 s. The full burst:
+# SHOUWANG_FAULT_BURST_S=30 pytest tests/faults -k burst
+BURST_S = float(os.environ.get("SHOUWANG_FAULT_BURST_S", "5"))
+
+
+async def _until(probe: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await probe():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+async def _landed_at_least(stack: Stack, n: int) -> None:
+    async def probe() -> bool:
+        assert stack.writer.alive(), stack.writer.tail()
+        assert stack.ingest.alive(), stack.ingest.tail()
+        return await landed_readings(stack) >= n
+    await _until(probe, f"{n} readings landed")
+
+
+def _assert_exact(counts: Counts) -> None:
+    log.info("%s", counts.line())
+    assert counts.published > 0 and counts.rejects_published > 0
+    assert (counts.lost, counts.duplicated) == (0, 0), counts.line()
+    assert counts.landed == counts.published, counts.line()
+    assert counts.rejected == counts.rejects_published, counts.line()
+    assert counts.rejects_duplicated == 0, counts.line()
+    assert counts.alerts_opened == counts.alerts_expected, counts.line()
+    assert counts.messages_delivered == counts.messages_expected, counts.line()
+
+
+async def test_kafka_broker_restart_mid_stream(
+        pg_dsn: str, db_schema: str, mqtt_addr: tuple[str, int], tmp_path: Path,
+        run_id: str) -> None:
+    """Ingest holds MQTT acks and retries the Kafka publish; consumers reconnect."""
+    kafka = PrivateKafka(tmp_path / "kafka")
+    await asyncio.to_thread(kafka.start)
+    try:
+        async with pipeline(tmp_path, dsn=pg_dsn, schema=db_schema, mqtt_port=mqtt_addr[1],
+                            kafka=kafka.bootstrap, run_id=run_id) as stack:
+            fleet = Fleet(mqtt_addr[1], f"{run_id}/v1", ROUNDS, rate_hz=RATE_HZ,
+                          leak_round=ROUNDS // 2)
+            fleet.start()
+            await _landed_at_least(stack, 19 * ROUNDS // 5)
+            stopped_at = time.monotonic()
+            await asyncio.to_thread(kafka.stop)
+            at_stop, at_round = await landed_readings(stack), fleet.rounds_acked
+            assert at_round < ROUNDS, "the restart must come mid-stream"
+            await asyncio.to_thread(kafka.start)
+            log.info("kafka restart: down %.1f s, stopped at round %d of %d", time.monotonic()
+                     - stopped_at, at_round, ROUNDS)
+            assert await landed_readings(stack) == at_stop, "nothing lands with Kafka down"
+            published = await asyncio.to_thread(fleet.join)
+            counts = await settle(stack, published, timeout_s=90)
+    finally:
+        kafka.stop()
+    # A batch published to Kafka twice (the ack lost in the restart) carries the same
+    # rejects, stamped once by ingest: the store keeps each once (migration 5).
+    _assert_exact(counts)
+
+
+async def test_store_writer_kill_9_mid_stream(
+        pg_dsn: str, db_schema: str, mqtt_addr: tuple[str, int], kafka_bootstrap: str,
+        tmp_path: Path, run_id: str) -> None:
+    """Offsets are committed after the rows: the restarted writer resumes from them."""
+    async with pipeline(tmp_path, dsn=pg_dsn, schema=db_schema, mqtt_port=mqtt_addr[1],
+                        kafka=kafka_bootstrap, run_id=run_id) as stack:
+        fleet = Fleet(mqtt_addr[1], f"{run_id}/v1", ROUNDS, rate_hz=RATE_HZ,
+                      leak_round=ROUNDS // 2)
+        fleet.start()
+        await _landed_at_least(stack, 19 * ROUNDS // 5)
+        stack.writer.stop(kill=True)
+        at_kill = await landed_readings(stack)
+        await asyncio.sleep(2.0)  # devices keep publishing into Kafka meanwhile
+        assert await landed_readings(stack) == at_kill, "nothing lands with the writer dead"
+        assert fleet.rounds_acked < ROUNDS, "the kill must come mid-stream"
+        stack.writer.start()
+        log.info("writer killed at %d readings landed, round %d of %d", at_kill,
+                 fleet.rounds_acked, ROUNDS)
+        published = await asyncio.to_thread(fleet.join)
+        counts = await settle(stack, published)
+    # The batch being written when the writer died may be stored and then redelivered:
+    # readings and rejects alike are absorbed by their unique indexes.
+    _assert_exact(counts)
+
+
+async def test_slow_database_kafka_absorbs_backlog_memory_bounded(
+        pg_dsn: str, db_schema: str, mqtt_addr: tuple[str, int], kafka_bootstrap: str,
+        tmp_path: Path, run_id: str) -> None:
+    """Every inserted reading row sleeps 10 ms (100 rows/s, half the offered load) until the
+    knob is turned off; the devices' messages are acknowledged as soon as Kafka has them."""
+    conn = await connect(pg_dsn, db_schema, autocommit=True)
+    try:
+        await conn.execute(sql.SQL("""
+            CREATE TABLE {knob} (delay_s double precision NOT NULL);
+            INSERT INTO {knob} VALUES (0);
+            CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_sleep((SELECT delay_s FROM {knob})); RETURN NEW; END $$;
+            CREATE TRIGGER slow_reading BEFORE INSERT ON {readings}
+                FOR EACH ROW EXECUTE FUNCTION {fn}();
+            """).format(knob=sql.Identifier(db_schema, "slow_knob"),
+                        fn=sql.Identifier(db_schema, "slow_reading"),
+                        readings=sql.Identifier(db_schema, "readings")))
+        async with pipeline(tmp_path, dsn=pg_dsn, schema=db_schema, mqtt_port=mqtt_addr[1],
+                            kafka=kafka_bootstrap, run_id=run_id) as stack:
+            fleet = Fleet(mqtt_addr[1], f"{run_id}/v1", ROUNDS, rate_hz=RATE_HZ,
+                          leak_round=ROUNDS // 2)
+            fleet.start()
+            await _landed_at_least(stack, 19 * 5)
+            baseline = {"ingest": stack.ingest.rss_kib(), "writer": stack.writer.rss_kib()}
+            await conn.execute(sql.SQL("UPDATE {} SET delay_s = 0.01").format(
+                sql.Identifier(db_schema, "slow_knob")))
+            peak = dict(baseline)
+            while fleet.rounds_acked < ROUNDS and fleet.error is None:
+                peak["ingest"] = max(peak["ingest"], stack.ingest.rss_kib())
+                peak["writer"] = max(peak["writer"], stack.writer.rss_kib())
+                await asyncio.sleep(0.2)
+            published = await asyncio.to_thread(fleet.join)
+            backlog = published.readings - await landed_readings(stack)
+            log.info("slow database: all %d readings acknowledged with %d still in Kafka; "
+                     "RSS KiB baseline %s peak %s", published.readings, backlog, baseline, peak)
+            await conn.execute(sql.SQL("UPDATE {} SET delay_s = 0").format(
+                sql.Identifier(db_schema, "slow_knob")))
+            counts = await settle(stack, published, timeout_s=90)
+    finally:
+        await conn.close()
+    # Half the load could not be written in time: it waited in Kafka, not in memory.
+    assert backlog >= published.readings // 4, (backlog, published.readings)
+    for service in ("ingest", "writer"):
+        assert peak[service] - baseline[service] < 64 * 1024, (service, baseline, peak)
+    _assert_exact(counts)
+
+
+async def test_burst_of_ten_times_the_rate(
+        pg_dsn: str, db_schema: str, mqtt_addr: tuple[str, int], kafka_bootstrap: str,
+        tmp_path: Path, run_id: str) -> None:
+    normal = int(2 * RATE_HZ)
+    burst_rounds = int(BURST_S * RATE_HZ * 10)
+    rounds = normal + burst_rounds + normal
+    async with pipeline(tmp_path, dsn=pg_dsn, schema=db_schema, mqtt_port=mqtt_addr[1],
+                        kafka=kafka_bootstrap, run_id=run_id) as stack:
+        fleet = Fleet(mqtt_addr[1], f"{run_id}/v1", rounds, rate_hz=RATE_HZ,
+                      leak_round=normal + burst_rounds // 2,
+                      burst=(normal, normal + burst_rounds, 10.0),
+                      timeout_s=60 + 2 * BURST_S)
+        started = time.monotonic()
+        fleet.start()
+        published = await asyncio.to_thread(fleet.join)
+        log.info("burst: %d rounds (%d messages) acknowledged in %.1f s", rounds,
+                 published.messages, time.monotonic() - started)
+        counts = await settle(stack, published, timeout_s=90 + 2 * BURST_S)
+    _assert_exact(counts)
