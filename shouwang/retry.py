@@ -17,11 +17,12 @@ log = logging.getLogger(__name__)
 
 async def retry_until_done(action: Callable[[], Awaitable[T]], stop: asyncio.Event, *,
                               what: str, first_delay_s: float = 0.5,
-                              max_delay_s: float = 30.0) -> T:
+                              max_delay_s: float = 5.0) -> T:
     """Run ``action`` until it succeeds; the caller keeps its data meanwhile.
 
     Gives up (re-raising the last error) only when ``stop`` is set, so shutdown is
-    not held hostage by a dead dependency.
+    not held hostage by a dead dependency. The wait is capped at a few seconds: a
+    dependency that comes back is used again at once, and a retry costs little.
     """
     delay = first_delay_s
     failures = 0
