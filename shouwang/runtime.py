@@ -58,7 +58,10 @@ async def run_all(settings: Settings, stop: asyncio.Event, *,
                              record_file=Path(settings.database.data_dir).parent / "sink.jsonl")
             runner.add("sink", sink.run)
         if settings.simulator.enabled:
-            runner.add("simulator", SimulatorService(settings, host, port).run)
+            # The simulated site stops with the system: announcing every device offline to
+            # our own detectors would leave a power-outage alert behind for the next start.
+            runner.add("simulator", SimulatorService(settings, host, port,
+                                                     announce_offline=False).run)
         if on_ready is not None:
             on_ready({"dsn": dsn, "mqtt": (host, port)})
         log.info("shouwang running: console http://%s:%d mqtt %s:%d", settings.console.host,

@@ -48,8 +48,10 @@ class SimulatorService:
                  clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time,
                  drill: bool = False, batch_size: int = 500,
-                 max_inflight: int = 100, stop_timeout_s: float = 10.0) -> None:
+                 max_inflight: int = 100, stop_timeout_s: float = 10.0,
+                 announce_offline: bool = True) -> None:
         self._settings = settings
+        self._announce_offline = announce_offline
         self._host = mqtt_host
         self._port = mqtt_port
         self._clock = clock
@@ -105,8 +107,9 @@ class SimulatorService:
                 await self._publish_until(stop, community, publisher)
             finally:
                 # Clean stop: the shared connection has no per-device will (see publisher).
-                for message in community.statuses(online=False):
-                    await publisher.publish(message.topic, message.payload, retain=True)
+                if self._announce_offline:
+                    for message in community.statuses(online=False):
+                        await publisher.publish(message.topic, message.payload, retain=True)
                 if not await publisher.flush(self._stop_timeout_s):
                     log.warning("stopping with %d messages unacknowledged", publisher.pending)
         log.info("simulator stopped: %d messages, %d readings acknowledged",
