@@ -18,7 +18,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from shouwang.sink import LocalSink
 from shouwang.store import connect, migrate
+from tests.integration.local_servers import running_sink
 
 _ROOT = Path(__file__).resolve().parent.parent
 _SESSION = uuid.uuid4().hex[:8]
@@ -87,6 +89,13 @@ def run_id(request: pytest.FixtureRequest) -> str:
     """Unique per test run and test: prefixes topics, groups and schemas."""
     name = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower()).strip("_")[:30]
     return f"t{_SESSION}_{name}_{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[LocalSink]:
+    """A recording stand-in for the SMS provider and broadcast controller."""
+    async with running_sink() as local:
+        yield local
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -40,8 +41,44 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class PrivateMosquitto:
-    """``settings`` are broker config lines; nothing else is set, so ``[]`` means defaults."""
+class PrivateProcess(ABC):
+    """A server process a fault test owns: ``with`` starts it, ``stop`` ends it.
+
+    ``stop()`` sends SIGTERM (a clean shutdown, waiting ``grace_s``) or, with ``kill``,
+    SIGKILL; either way nothing outlives the test.
+    """
+
+    grace_s = 15.0
+    _process: subprocess.Popen[bytes] | None = None
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    def stop(self, *, kill: bool = False) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            process.wait(self.grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class PrivateMosquitto(PrivateProcess):
+    """``settings`` are broker config lines; nothing else is set, so ``[]`` means defaults.
+
+    ``stop()`` (SIGTERM) makes the broker save its persistence file; ``kill`` does not.
+    """
 
     def __init__(self, directory: Path, settings: list[str] | tuple[str, ...]) -> None:
         self.directory = directory
@@ -74,22 +111,3 @@ class PrivateMosquitto:
                 raise TimeoutError("private mosquitto did not start")
             time.sleep(0.05)
 
-    def stop(self, *, kill: bool = False) -> None:
-        """SIGTERM (the broker saves its persistence file) or SIGKILL (it does not)."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import base64
 import os
-import signal
 import subprocess
 import time
 import uuid
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
-from tests.faults.broker import free_port
+from tests.faults.broker import PrivateProcess, free_port
 
 __all__ = ["PrivateKafka"]
 
@@ -23,7 +20,9 @@ _LIBS = _CACHE / f"kafka-{_VERSION}" / "libs"
 _STARTED = "Kafka Server started"
 
 
-class PrivateKafka:
+class PrivateKafka(PrivateProcess):
+    grace_s = 60.0  # a controlled shutdown moves leadership and flushes logs
+
     def __init__(self, directory: Path) -> None:
         if not (_LIBS.parent / ".complete").exists():
             raise RuntimeError(f"no Kafka jars in {_LIBS}: run `bash scripts/services.sh install`")
@@ -101,22 +100,3 @@ class PrivateKafka:
                 raise TimeoutError(f"private kafka did not start: see {self._log}")
             time.sleep(0.1)
 
-    def stop(self, *, kill: bool = False) -> None:
-        """SIGTERM (controlled shutdown) or SIGKILL."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()

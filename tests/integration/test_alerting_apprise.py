@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -12,39 +11,16 @@ import pytest
 from alerting.notifiers import AppriseNotifier, NotifyError
 from config.settings import Receiver
 from shouwang.sink import LocalSink
+from tests.integration.local_servers import hanging_server
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def sink() -> AsyncIterator[LocalSink]:
-    stop = asyncio.Event()
-    local = LocalSink(port=0)
-    task = asyncio.create_task(local.run(stop), name="test.sink")
-    await asyncio.wait_for(local.ready.wait(), 10)
-    try:
-        yield local
-    finally:
-        stop.set()
-        await task
-
-
-@pytest.fixture
 async def silent_port() -> AsyncIterator[int]:
     """A server that accepts connections and never answers."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        for writer in held:
-            writer.close()
-        server.close()
-        await server.wait_closed()
+    async with hanging_server() as port:
+        yield port
 
 
 def _dead_port() -> int:

@@ -24,10 +24,9 @@ from config.settings import (
 from shouwang.models import Severity
 from shouwang.sink import LocalSink
 from tests.integration.test_alerting_escalation import _sent, gas, service, settings_for
-from tests.integration.test_alerting_service import eventually, sink
+from tests.integration.test_alerting_service import eventually
 
 pytestmark = pytest.mark.integration
-__all__ = ["sink"]  # the fixture, imported for this module's tests
 
 
 @contextmanager

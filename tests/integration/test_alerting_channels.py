@@ -4,8 +4,6 @@ endpoint, a rate limit. Real HTTP to local sinks; the clock is injected."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -22,42 +20,13 @@ from config.settings import (
     Settings,
 )
 from shouwang.sink import LocalSink
+from tests.integration.local_servers import hanging_server, running_sink
 from tests.integration.test_alerting_escalation import gas, service, settings_for
-from tests.integration.test_alerting_service import eventually, sink
+from tests.integration.test_alerting_service import eventually
 
 pytestmark = pytest.mark.integration
-__all__ = ["sink"]  # the fixture, imported for this module's tests
 
 
-@asynccontextmanager
-async def second_sink() -> AsyncIterator[LocalSink]:
-    stop = asyncio.Event()
-    local = LocalSink(port=0)
-    task = asyncio.create_task(local.run(stop), name="test.sink2")
-    await asyncio.wait_for(local.ready.wait(), 10)
-    try:
-        yield local
-    finally:
-        stop.set()
-        await task
-
-
-@asynccontextmanager
-async def hanging_server() -> AsyncIterator[int]:
-    """Accepts connections and never answers."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        for writer in held:
-            writer.close()
-        server.close()
-        await server.wait_closed()
 
 
 def with_groups(base: Settings, receivers: tuple[Receiver, ...],
@@ -79,7 +48,7 @@ async def outbox(db: AsyncConnection[Any]) -> list[tuple[Any, ...]]:  # Any: out
 
 async def test_provider_down_then_fallback_then_recovery(pg_dsn: str, db_schema: str,
                                                          sink: LocalSink) -> None:
-    async with second_sink() as backup:
+    async with running_sink() as backup:
         settings = with_groups(
             settings_for(sink.port),
             receivers=(Receiver(name="zhang-sms", channel="sms",

@@ -36,10 +36,9 @@ from shouwang.sink import LocalSink
 from shouwang.store import connect
 from shouwang.store.alerts import list_alerts, list_events, transition
 from shouwang.store.registry import sync_registry
-from tests.integration.test_alerting_service import START, FakeClock, eventually, sink
+from tests.integration.test_alerting_service import START, FakeClock, eventually
 
 pytestmark = pytest.mark.integration
-__all__ = ["sink"]  # the fixture, imported for this module's tests
 
 DEVICE = "gas-3-2-502"
 

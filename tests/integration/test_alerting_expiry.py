@@ -19,10 +19,9 @@ from shouwang.models import AlertStatus, Severity
 from shouwang.sink import LocalSink
 from shouwang.store.alerts import list_alerts, list_events, transition
 from tests.integration.test_alerting_escalation import DEVICE, _sent, gas, service, settings_for
-from tests.integration.test_alerting_service import START, eventually, sink
+from tests.integration.test_alerting_service import START, eventually
 
 pytestmark = pytest.mark.integration
-__all__ = ["sink"]  # the fixture, imported for this module's tests
 
 MAX_AGE_S = 3600.0
 

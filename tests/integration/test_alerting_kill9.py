@@ -23,10 +23,9 @@ from shouwang.codec import encode_detection
 from shouwang.models import Detection, DetectionKind, Severity
 from shouwang.sink import LocalSink
 from shouwang.store import connect
-from tests.integration.test_alerting_service import eventually, sink
+from tests.integration.test_alerting_service import eventually
 
 pytestmark = pytest.mark.integration
-__all__ = ["sink"]  # the fixture, imported for this module's tests
 
 ESCALATE_AFTER_S = 3.0
 

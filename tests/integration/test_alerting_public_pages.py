@@ -30,10 +30,9 @@ from shouwang.models import AlertStatus
 from shouwang.sink import LocalSink
 from shouwang.store.alerts import list_alerts, list_events, transition
 from tests.integration.test_alerting_escalation import _sent, gas, service, settings_for
-from tests.integration.test_alerting_service import START, sink
+from tests.integration.test_alerting_service import START
 
 pytestmark = pytest.mark.integration
-__all__ = ["sink"]  # the fixture, imported for this module's tests
 
 SECRET = "test-secret-of-at-least-16-bytes"
 NS = {"cap": CAP_NAMESPACE, "atom": "http://www.w3.org/2005/Atom"}

@@ -113,19 +113,6 @@ class Harness:
                 and len(self.sink.received("broadcast")) >= broadcast)
 
 
-@pytest.fixture
-async def sink() -> AsyncIterator[LocalSink]:
-    stop = asyncio.Event()
-    local = LocalSink(port=0)
-    task = asyncio.create_task(local.run(stop), name="test.sink")
-    await asyncio.wait_for(local.ready.wait(), 10)
-    try:
-        yield local
-    finally:
-        stop.set()
-        await task
-
-
 @asynccontextmanager
 async def running(settings: Settings, pg_dsn: str, schema: str,
                   sink: LocalSink) -> AsyncIterator[Harness]:

@@ -22,6 +22,7 @@ from shouwang.store import ReadingStore, connect
 from shouwang.wiring import ServiceRunner, ingest_service, mqtt_source, prepare_store
 from tests.integration.console_auth import add_user, log_in
 from tests.integration.e2e import LEAK_DEVICE, community, eventually, stream
+from tests.integration.local_servers import running_sink
 from tests.integration.mqtt_util import publish_all
 
 pytestmark = pytest.mark.integration
@@ -38,36 +39,34 @@ class Stack:
 async def scale_out_stack(pg_dsn: str, schema: str, mqtt_addr: tuple[str, int],
                           kafka: str, run_id: str) -> AsyncIterator[Stack]:
     stop = asyncio.Event()
-    sink = LocalSink("127.0.0.1", 0)
-    sink_task = asyncio.create_task(sink.run(stop), name="test.sink")
-    await asyncio.wait_for(sink.ready.wait(), 10)
-    settings = load(None, **community(sink.port),
-                    database={"dsn": pg_dsn, "schema_name": schema},
-                    mqtt={"host": mqtt_addr[0], "port": mqtt_addr[1],
-                          "client_id": f"{run_id}-ingest", "topic_root": f"{run_id}/v1"},
-                    bus={"kind": "kafka", "kafka_bootstrap": kafka,
-                         "topic_prefix": f"{run_id}."},
-                    detectors={"offline_check_s": 1.0},
-                    console={"host": "127.0.0.1", "port": 0})
-    await prepare_store(pg_dsn, settings)
-    async with KafkaBus(kafka, topic_prefix=f"{run_id}.") as bus, \
-            ReadingStore(pg_dsn, schema) as store, \
-            mqtt_source(settings, *mqtt_addr) as source:
-        console = ConsoleService(settings, bus, pg_dsn, schema=schema)
-        runner = ServiceRunner(stop)
-        runner.add("ingest", ingest_service(settings, source, KafkaHop(bus)).run)
-        runner.add("store-writer", StoreWriterService(bus, store, group="store-writer").run)
-        runner.add("detectors", DetectorService(settings, bus).run)
-        runner.add("alerting", AlertingService(settings, bus, pg_dsn, schema=schema).run)
-        runner.add("console", console.run)
-        running = asyncio.create_task(runner.run(), name="test.stack")
-        try:
-            await asyncio.wait_for(console.ready.wait(), 20)
-            yield Stack(settings, sink, console)
-        finally:
-            stop.set()
-            await running
-            await sink_task
+    async with running_sink() as sink:
+        settings = load(None, **community(sink.port),
+                        database={"dsn": pg_dsn, "schema_name": schema},
+                        mqtt={"host": mqtt_addr[0], "port": mqtt_addr[1],
+                              "client_id": f"{run_id}-ingest", "topic_root": f"{run_id}/v1"},
+                        bus={"kind": "kafka", "kafka_bootstrap": kafka,
+                             "topic_prefix": f"{run_id}."},
+                        detectors={"offline_check_s": 1.0},
+                        console={"host": "127.0.0.1", "port": 0})
+        await prepare_store(pg_dsn, settings)
+        async with KafkaBus(kafka, topic_prefix=f"{run_id}.") as bus, \
+                ReadingStore(pg_dsn, schema) as store, \
+                mqtt_source(settings, *mqtt_addr) as source:
+            console = ConsoleService(settings, bus, pg_dsn, schema=schema)
+            runner = ServiceRunner(stop)
+            runner.add("ingest", ingest_service(settings, source, KafkaHop(bus)).run)
+            runner.add("store-writer",
+                       StoreWriterService(bus, store, group="store-writer").run)
+            runner.add("detectors", DetectorService(settings, bus).run)
+            runner.add("alerting", AlertingService(settings, bus, pg_dsn, schema=schema).run)
+            runner.add("console", console.run)
+            running = asyncio.create_task(runner.run(), name="test.stack")
+            try:
+                await asyncio.wait_for(console.ready.wait(), 20)
+                yield Stack(settings, sink, console)
+            finally:
+                stop.set()
+                await running
 
 
 async def _scalar(dsn: str, schema: str, query: str, *args: object) -> object:
