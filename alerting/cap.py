@@ -159,10 +159,18 @@ def cap_xml(element: ET.Element) -> bytes:
                              default_namespace=CAP_NAMESPACE))
 
 
+# A resident's SOS, fall or heart rate is personal data, not a public warning: alerts of
+# wearables never appear in the public feed (docs/SECURITY.md, residents' personal data).
+_WORN = "SELECT 1 FROM devices WHERE id = %s AND type = 'wearable'"
+
+
 async def cap_message_of(conn: AsyncConnection[Any], settings: AlertingSettings,
                          sites: Mapping[str, Site], alert_id: int) -> bytes:
     """GET /api/cap/{id}.xml: raises ``UnknownAlert`` or ``NotPublic``."""
     alert = await get_alert(conn, alert_id)
+    cur = await conn.execute(_WORN, (alert.device_id,))
+    if await cur.fetchone() is not None:
+        raise NotPublic(alert_id)
     events = await list_events(conn, alert_id)
     return cap_xml(message_for(settings, alert, events, sites.get(alert.site)))
 
@@ -172,7 +180,9 @@ async def cap_feed(conn: AsyncConnection[Any], settings: AlertingSettings,
                    limit: int = 100) -> bytes:
     """GET /api/cap: an Atom feed of the newest public alerts, each linking to its CAP."""
     cur = await conn.execute(
-        "SELECT id FROM alerts WHERE kind = %s ORDER BY updated_at DESC, id DESC LIMIT %s",
+        "SELECT id FROM alerts WHERE kind = %s AND device_id NOT IN "
+        "(SELECT id FROM devices WHERE type = 'wearable') "
+        "ORDER BY updated_at DESC, id DESC LIMIT %s",
         (DetectionKind.HAZARD.value, limit))
     # Plain tags under a declared default namespace: Atom's attributes are unqualified,
     # which ElementTree's default_namespace cannot write.

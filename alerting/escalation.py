@@ -17,26 +17,23 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from psycopg import AsyncCursor
+from psycopg import AsyncConnection, AsyncCursor
 
-from alerting.ack_links import AckLinks
 from alerting.expiry import expire_stale
 from alerting.inhibit import InhibitStage, released
-from alerting.models import Language, NotifyContext
+from alerting.models import NotifyContext
 from alerting.outbox import Pool, enqueue
 from alerting.recipients import RecipientResolver
 from alerting.silences import SilenceStage
 from alerting.stages import Stage
-from alerting.storm import summary_text
-from alerting.templates import body_for, render
-from config.settings import AlertingSettings, EscalationPolicy, Receiver
-from shouwang.models import Alert, AlertStatus, Device, Severity, Site
+from alerting.storm_gate import Outgoing, StormGate, release_held
+from config.settings import AlertingSettings, EscalationPolicy
+from shouwang.models import Alert, AlertStatus, Severity
 from shouwang.retry import retry_until_done
 from shouwang.store.alerts import get_alert, record_event, transition
 
@@ -47,8 +44,6 @@ log = logging.getLogger(__name__)
 
 REMINDER_STEP_BASE = 100
 _ESCALATING = (AlertStatus.OPEN, AlertStatus.ESCALATED)
-_REMINDER: Mapping[Language, str] = {"zh": "【提醒·未确认】", "en": "[REMINDER, unacknowledged] "}
-_ACK: Mapping[Language, str] = {"zh": " 确认:", "en": " Ack: "}
 # opened_at comes back from timestamptz rounded to the microsecond, up to half of one
 # after the instant it was written at: without this slack a step due "now" looked due
 # later and waited for the escalator's next tick (up to poll_s) instead of going at once.
@@ -117,55 +112,23 @@ class _Planned:
 
 
 class StepQueue:
-    """Routes planned steps to receivers and queues them; a storm becomes one summary each."""
+    """Routes planned steps to receivers and queues them through the storm gate."""
 
-    def __init__(self, resolver: RecipientResolver, *, sites: Mapping[str, Site],
-                 devices: Mapping[str, Device], language: Language, storm_threshold: int,
-                 links: AckLinks | None) -> None:
+    def __init__(self, resolver: RecipientResolver, gate: StormGate) -> None:
         self._resolver = resolver
-        self._sites = sites
-        self._devices = devices
-        self._language = language
-        self._storm = storm_threshold
-        self._links = links
-
-    def _body(self, alert: Alert, receiver: Receiver, step: ScheduledStep, now: float) -> str:
-        text = render(alert, site=self._sites.get(alert.site),
-                      device=self._devices.get(alert.device_id), language=self._language)
-        body = body_for(receiver.channel, text)
-        if step.reminder:
-            body = _REMINDER[self._language] + body
-        if self._links is not None and receiver.channel != "broadcast":
-            body += _ACK[self._language] + self._links.url(alert.id, receiver.name, now)
-        return body
+        self.gate = gate
 
     async def __call__(self, ctx: NotifyContext, planned: Sequence[_Planned]) -> int:
-        """Queue every planned step; returns the number of new outbox rows."""
-        per_receiver: dict[str, list[tuple[_Planned, Receiver]]] = defaultdict(list)
+        """Queue every planned step; returns the number of rows to send now."""
+        outgoing: list[Outgoing] = []
         for plan in planned:
             for receiver in self._resolver.receivers(plan.alert, plan.groups, ctx.now):
                 if plan.step.reminder and receiver.channel == "broadcast":
                     continue  # reminders ask people to acknowledge; loudspeakers cannot
-                per_receiver[receiver.name].append((plan, receiver))
-        queued = 0
-        for name, items in per_receiver.items():
-            if len(items) > self._storm:
-                first, receiver = items[0]
-                alerts = [plan.alert for plan, _ in items]
-                site = self._sites.get(first.alert.site)
-                body = summary_text(alerts, site.name if site else first.alert.site,
-                                    self._language)
-                queued += await enqueue(ctx.cur, first.alert, first.step.outbox_step,
-                                        [receiver], {receiver.channel: body}, ctx.now)
-                log.warning("alarm storm: %d alerts summarised in one message to receiver=%s",
-                            len(items), name)
-                continue
-            for plan, receiver in items:
-                queued += await enqueue(
-                    ctx.cur, plan.alert, plan.step.outbox_step, [receiver],
-                    {receiver.channel: self._body(plan.alert, receiver, plan.step, ctx.now)},
-                    ctx.now)
-        return queued
+                outgoing.append(Outgoing(alert=plan.alert, receiver=receiver,
+                                         step=plan.step.outbox_step,
+                                         reminder=plan.step.reminder))
+        return await self.gate(ctx, outgoing)
 
 
 async def _set_next(cur: AsyncCursor[Any], alert: Alert, policy: str,
@@ -242,18 +205,20 @@ WHERE a.status = 'suppressed'
       AND (cardinality(s.hazards) = 0 OR a.hazard = ANY(s.hazards)))
 ORDER BY a.id LIMIT %(limit)s FOR UPDATE OF a SKIP LOCKED
 """
-_FALLBACK = """
-INSERT INTO notifications (alert_id, step, receiver, channel, body, created_at, next_attempt_at)
-SELECT n.alert_id, n.step, f.fallback, f.channel, n.body, to_timestamp(%(now)s),
-       to_timestamp(%(now)s)
+# Messages their primary has not delivered within its fallback delay, and that the
+# fallback does not have yet: each is rendered again for the fallback's own channel.
+_FALLBACK_DUE = """
+SELECT n.alert_id, n.step, n.covers, f.fallback
 FROM notifications n
-JOIN unnest(%(primaries)s::text[], %(fallbacks)s::text[], %(channels)s::text[],
-            %(after)s::float8[]) AS f(primary_receiver, fallback, channel, after_s)
+JOIN unnest(%(primaries)s::text[], %(fallbacks)s::text[],
+            %(after)s::float8[]) AS f(primary_receiver, fallback, after_s)
   ON f.primary_receiver = n.receiver
 WHERE n.status <> 'sent' AND n.attempts > 0
   AND n.created_at >= to_timestamp(%(now)s) - interval '1 day'
   AND n.created_at + make_interval(secs => f.after_s) <= to_timestamp(%(now)s)
-ON CONFLICT (alert_id, step, receiver) DO NOTHING
+  AND NOT EXISTS (SELECT 1 FROM notifications m WHERE m.alert_id = n.alert_id
+                  AND m.step = n.step AND m.receiver = f.fallback)
+ORDER BY n.id LIMIT %(limit)s
 """
 
 
@@ -279,12 +244,11 @@ class Escalator:
         self._clock = clock
         self._poll_s = poll_s
         self._batch = batch
-        receivers = {r.name: r for r in settings.receivers}
+        self._receivers = {r.name: r for r in settings.receivers}
         fallbacks = sorted(resolver.fallbacks.items())
         self._fallback_args = {
             "primaries": [p for p, _ in fallbacks],
             "fallbacks": [f.receiver for _, f in fallbacks],
-            "channels": [receivers[f.receiver].channel for _, f in fallbacks],
             "after": [f.after_s for _, f in fallbacks],
         }
 
@@ -363,10 +327,30 @@ class Escalator:
                 await self._reopened(ctx, reopened)
                 changed += [await get_alert(conn, a.id) for a in reopened]
                 queued += len(reopened)
+            queued += await release_held(cur, conn, self._receivers,
+                                         self._queue.gate.composer, now=now,
+                                         limit=self._batch)
             if self._fallback_args["primaries"]:
-                await cur.execute(_FALLBACK, {"now": now, **self._fallback_args})
-                if cur.rowcount:
-                    log.warning("%d message(s) not delivered in time: sent to the fallback "
-                                "receiver", cur.rowcount)
-                    queued += cur.rowcount
+                queued += await self._fall_back(cur, conn, now)
         return changed, queued, len(due) == self._batch
+
+    async def _fall_back(self, cur: AsyncCursor[Any], conn: AsyncConnection[Any],
+                         now: float) -> int:
+        await cur.execute(_FALLBACK_DUE, {"now": now, "limit": self._batch,
+                                          **self._fallback_args})
+        queued = 0
+        composer = self._queue.gate.composer
+        for alert_id, step, covers, name in await cur.fetchall():
+            receiver = self._receivers[name]
+            alert = await get_alert(conn, alert_id)
+            if covers:  # a storm summary: the fallback gets the summary, in its own form
+                body = composer.summary([await get_alert(conn, a) for a in covers], receiver)
+            else:
+                body = composer.body(alert, receiver, now,
+                                     reminder=step >= REMINDER_STEP_BASE)
+            queued += await enqueue(cur, alert, step, [receiver], {receiver.channel: body},
+                                    now, covers=covers)
+        if queued:
+            log.warning("%d message(s) not delivered in time: sent to the fallback "
+                        "receiver", queued)
+        return queued

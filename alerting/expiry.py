@@ -1,8 +1,9 @@
 """Auto-expiry: an alert nobody acted on and nothing changed for too long is closed.
 
-Open, escalated and suppressed alerts whose ``updated_at`` (a detection raising or
-repeating it, an escalation step, a silence or inhibition) is older than
-``expire_after_s`` become expired, with an audit row saying why. Acknowledged alerts are
+Open, escalated and suppressed alerts whose last detection (``last_detection_at``: the
+one that opened it or the latest repeat) is older than ``expire_after_s`` become
+expired, with an audit row saying why. Escalation steps, reminders, silences and
+inhibition do not restart that clock: only the device saying it again does. Acknowledged alerts are
 left alone: someone owns them and resolves them. An expired alert is no longer live, so
 the device's next hazardous reading opens a fresh alert and pages again.
 """
@@ -23,8 +24,9 @@ log = logging.getLogger(__name__)
 
 _STALE = """
 SELECT id FROM alerts
-WHERE status IN ('open', 'escalated', 'suppressed') AND updated_at <= to_timestamp(%s)
-ORDER BY updated_at, id LIMIT %s FOR UPDATE SKIP LOCKED
+WHERE status IN ('open', 'escalated', 'suppressed')
+  AND coalesce(last_detection_at, updated_at) <= to_timestamp(%s)
+ORDER BY coalesce(last_detection_at, updated_at), id LIMIT %s FOR UPDATE SKIP LOCKED
 """
 
 
@@ -38,6 +40,7 @@ async def expire_stale(conn: AsyncConnection[Any], *, now: float, max_age_s: flo
         expired.append(await transition(
             conn, alert_id, AlertStatus.EXPIRED, actor="system", source="expiry",
             action="expired",
-            note=f"nobody acknowledged it and nothing changed for {max_age_s:g} s", now=now))
-        log.info("alert=%d expired: unacknowledged and unchanged for %gs", alert_id, max_age_s)
+            note=f"nobody acknowledged it and no detection for {max_age_s:g} s", now=now))
+        log.info("alert=%d expired: unacknowledged and no detection for %gs", alert_id,
+                 max_age_s)
     return expired

@@ -21,6 +21,7 @@ class AlertText:
     title: str
     sms: str        # short: one 70-character segment in Chinese, 160 in English
     broadcast: str  # spoken style, for community loudspeakers and TTS
+    long: str       # every detail, for email, chat apps and webhooks
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -26,9 +26,11 @@ from psycopg import AsyncConnection, AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
 from alerting import metrics
+from alerting.broadcast import spoken_part, with_audio
 from alerting.models import Language, OutboxItem
 from alerting.notifiers.base import Notifier, NotifyError
-from alerting.templates import render_title
+from alerting.speech import SpeechSynthesizer
+from alerting.templates import form_of, render_title
 from config.settings import AlertingSettings, Receiver
 from shouwang.models import Alert, Severity
 from shouwang.retry import retry_until_done
@@ -40,8 +42,9 @@ log = logging.getLogger(__name__)
 Pool = AsyncConnectionPool[AsyncConnection[Any]]  # Any: tuple rows
 
 _ENQUEUE = """
-INSERT INTO notifications (alert_id, step, receiver, channel, body, created_at, next_attempt_at)
-SELECT %s, %s, receiver, channel, body, to_timestamp(%s), to_timestamp(%s)
+INSERT INTO notifications (alert_id, step, receiver, channel, body, status, covers,
+                           created_at, next_attempt_at)
+SELECT %s, %s, receiver, channel, body, %s, %s, to_timestamp(%s), to_timestamp(%s)
 FROM unnest(%s::text[], %s::text[], %s::text[]) AS queued(receiver, channel, body)
 ON CONFLICT (alert_id, step, receiver) DO NOTHING
 """
@@ -100,16 +103,20 @@ def retry_delay(attempts: int, *, base_s: float, max_s: float, rng: random.Rando
 
 async def enqueue(cur: AsyncCursor[Any], alert: Alert, step: int,
                   receivers: Sequence[Receiver], bodies: Mapping[str, str],
-                  now: float) -> int:
+                  now: float, *, status: str = "pending", due: float | None = None,
+                  covers: Sequence[int] | None = None) -> int:
     """Queue one row per receiver (``bodies`` by channel); returns how many were new.
 
     Call inside the alert's transaction. Rows already queued for this alert and step
-    are left alone, so a repeat never sends twice.
+    are left alone, so a repeat never sends twice. ``status`` ``held`` waits for an
+    alarm storm's window to end (``due``); ``summarised`` records an alert a summary
+    told of; ``covers`` lists the alerts of a summary row.
     """
     if not receivers:
         return 0
     await cur.execute(_ENQUEUE, (
-        alert.id, step, now, now,
+        alert.id, step, status, None if covers is None else list(covers), now,
+        now if due is None else due,
         [r.name for r in receivers], [r.channel for r in receivers],
         [bodies[r.channel] for r in receivers]))
     return cur.rowcount
@@ -158,8 +165,10 @@ class Dispatcher:
     def __init__(self, notifier: Notifier, settings: AlertingSettings, *,
                  wake: asyncio.Event, clock: Callable[[], float] = time.time,
                  language: Language = "zh", poll_s: float = 0.2, max_in_flight: int = 32,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 speech: SpeechSynthesizer | None = None) -> None:
         self._notifier = notifier
+        self._speech = speech  # renders the loudspeakers' audio file; None = text only
         self._settings = settings
         self._receivers = {r.name: r for r in settings.receivers}
         self._wake = wake
@@ -237,12 +246,18 @@ class Dispatcher:
         title = render_title(hazard=item.hazard, severity=item.severity,
                              site_name=item.site_name, drill=item.drill,
                              language=self._language)
+        body = item.body
+        if form_of(item.channel) == "broadcast":
+            # The structured message is the whole payload (an MQTT controller gets the
+            # object alone: apprise would put a title in front of it).
+            title = ""
+            body = await self._with_audio(body)
         limits = self._limits.get(item.channel)
         timeout_s = limits.timeout_s if limits is not None else self._settings.send_timeout_s
         try:
             # The notifier keeps to timeout_s; this backstop covers one that does not.
             async with asyncio.timeout(timeout_s + _BACKSTOP_S):
-                await self._notifier.send(receiver, title, item.body, timeout_s=timeout_s)
+                await self._notifier.send(receiver, title, body, timeout_s=timeout_s)
         except NotifyError as err:
             return err
         except TimeoutError:
@@ -252,6 +267,15 @@ class Dispatcher:
                           item.id)
             return NotifyError(f"notifier crashed: {err!r}", retryable=True)
         return None
+
+    async def _with_audio(self, body: str) -> str:
+        """``body`` with its audio file described, when a TTS engine is there and works;
+        the text alone otherwise (a loudspeaker must not wait on a missing voice)."""
+        spoken = spoken_part(body)
+        if self._speech is None or spoken is None:
+            return body
+        clip = await self._speech.render(*spoken)
+        return body if clip is None else with_audio(body, clip.describe())
 
     async def _record(self, pool: Pool, item: OutboxItem, error: NotifyError | None,
                       now: float) -> None:

@@ -1,4 +1,7 @@
-"""Which receivers hear about an alert: every matching route, in config order."""
+"""Which receivers hear about an alert: every matching route, in config order.
+
+A drill alert reaches only receivers that take drills (by default not the loudspeakers).
+"""
 
 from __future__ import annotations
 
@@ -28,5 +31,8 @@ class Router:
             if route.matches(site=alert.site, hazard=alert.hazard, kind=alert.kind.value,
                              severity=alert.severity):
                 for name in route.receivers:
-                    chosen.setdefault(name, self._receivers[name])
+                    receiver = self._receivers[name]
+                    if alert.drill and not receiver.takes_drills:
+                        continue
+                    chosen.setdefault(name, receiver)
         return list(chosen.values())

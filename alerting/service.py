@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from psycopg_pool import AsyncConnectionPool
@@ -23,6 +23,7 @@ from alerting.ack_links import AckLinks
 from alerting.clearing import record_cleared
 from alerting.escalation import EscalateStage, Escalator, StepQueue
 from alerting.inhibit import InhibitStage
+from alerting.messages import MessageComposer
 from alerting.models import NotifyContext
 from alerting.notifiers.apprise_notifier import AppriseNotifier, validate_urls
 from alerting.notifiers.base import Notifier
@@ -30,21 +31,21 @@ from alerting.outbox import Dispatcher, Pool
 from alerting.recipients import RecipientResolver
 from alerting.router import Router
 from alerting.silences import SilenceStage
+from alerting.speech import find_speech
 from alerting.stages import QueueNotifications, Stage, chain
+from alerting.storm_gate import StormGate
 from config.settings import Settings
 from shouwang.bus import Bus, Consumer, Message
 from shouwang.codec import CodecError, decode_detection, encode_alert
-from shouwang.models import Alert, Detection, DetectionKind
+from shouwang.models import Alert, AlertStatus, Detection, DetectionKind, Severity
 from shouwang.retry import retry_until_done
-from shouwang.store.alerts import get_alert, upsert_live
+from shouwang.store.alerts import get_alert, transition, upsert_live
 
 __all__ = ["AlertingService"]
 
 log = logging.getLogger(__name__)
 
 _BATCH_MAX = 500
-# Anomalies are findings for people to look at in the console, not alerts (yet).
-_ALERTING_KINDS = frozenset({DetectionKind.HAZARD, DetectionKind.HEALTH})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,14 +78,15 @@ class AlertingService:
         if links is None and any(r.channel != "broadcast" for r in config.receivers):
             log.info("SMS carry no acknowledgement link: SHOUWANG_ALERTING__ACK_SECRET is unset")
         resolver = RecipientResolver(config)
-        step_queue = StepQueue(resolver, sites=self._settings.site_map(),
-                               devices=self._settings.device_map(), language=config.language,
-                               storm_threshold=config.storm_threshold, links=links)
+        composer = MessageComposer(config, sites=self._settings.site_map(),
+                                   devices=self._settings.device_map(), links=links)
+        gate = StormGate(composer, threshold=config.storm_threshold,
+                         window_s=config.storm_window_s)
+        step_queue = StepQueue(resolver, gate)
         # dedupe (upsert_live) → inhibit → silence → escalate (policies: route, storm, queue)
-        # → the plain routes for alerts no policy covers → notify (dispatcher) → record.
-        plain_routes = QueueNotifications(
-            Router(config.routes, config.receivers), sites=self._settings.site_map(),
-            devices=self._settings.device_map(), language=config.language)
+        # → the plain routes for alerts no policy covers (storm, queue) → notify
+        # (dispatcher) → record.
+        plain_routes = QueueNotifications(Router(config.routes, config.receivers), gate)
         pipeline = chain(InhibitStage(config.inhibit_rules), SilenceStage(),
                          EscalateStage(config, step_queue), plain_routes)
         # A silence that ends while the alert still fires: escalation starts over from then.
@@ -92,8 +94,10 @@ class AlertingService:
                          EscalateStage(config, step_queue, restart=True), plain_routes)
         escalator = Escalator(config, step_queue, resolver, reopened=reopened, wake=self._wake,
                               on_changed=partial(self._announce, stop), clock=self._clock)
+        speech = find_speech(config.broadcast, announce=any(
+            r.channel == "broadcast" for r in config.receivers))
         dispatcher = Dispatcher(notifier, config, wake=self._wake, clock=self._clock,
-                                language=config.language)
+                                language=config.language, speech=speech)
         pool: Pool = AsyncConnectionPool(
             self._dsn, open=False, name="alerting", min_size=2, max_size=4,
             check=AsyncConnectionPool.check_connection,
@@ -149,14 +153,26 @@ class AlertingService:
                           m.key, m.partition, m.offset, err)
         return detections
 
+    def _as_anomaly_alert(self, detection: Detection) -> Detection:
+        """A learned anomaly is something to look at, not an emergency: its alert stays low
+        (``anomaly_max_severity``), pages no one unless a route or policy names
+        ``kinds: [anomaly]`` (the defaults name hazards only), and resolves by itself
+        when the episode ends."""
+        ceiling = Severity[self._settings.alerting.anomaly_max_severity.upper()]
+        if detection.severity <= ceiling:
+            return detection
+        return replace(detection, severity=ceiling)
+
     async def _apply(self, pool: Pool, pipeline: Stage, detections: Sequence[Detection],
                      now: float) -> _Applied:
         changed: dict[int, Alert] = {}
         opened: list[Alert] = []
         async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             for detection in detections:
-                if detection.kind not in _ALERTING_KINDS:
-                    continue
+                if detection.kind is DetectionKind.ANOMALY:
+                    if not self._settings.alerting.anomaly_alerts:
+                        continue
+                    detection = self._as_anomaly_alert(detection)
                 if detection.firing:
                     alert, created, raised = await upsert_live(cur, detection, now)
                     if created or raised:
@@ -169,6 +185,13 @@ class AlertingService:
                     if found is None:
                         continue
                     alert = found
+                    if detection.kind is DetectionKind.ANOMALY:
+                        # No danger to confirm over: a finding closes with its episode,
+                        # or the console would fill with them (history stays).
+                        alert = await transition(
+                            conn, alert.id, AlertStatus.RESOLVED, actor="system",
+                            source="detector", action="resolved",
+                            note="the readings are ordinary again", now=now)
                 changed[alert.id] = alert
             # The latest state, once per alert: a later detection in this batch may have
             # raised the severity of an alert it opened.

@@ -3,21 +3,21 @@
 The service's chain (``alerting/service.py``): dedup happens first, when ``upsert_live``
 opens or updates the one live alert per device and hazard; then inhibit
 (``inhibit.py``) → silence (``silences.py``) → escalate (``escalation.py``: the first
-matching policy's recipients, drills to drill groups only, a storm summarised, the
-outbox) → ``QueueNotifications`` for alerts no policy covers (the plain routes).
+matching policy's recipients, drills to drill groups only, the outbox) →
+``QueueNotifications`` for alerts no policy covers (the plain routes). Both queue through
+the storm gate (``storm_gate.py``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
-from alerting.models import Language, NotifyContext
-from alerting.outbox import enqueue
+from alerting.models import NotifyContext
 from alerting.router import Router
-from alerting.templates import body_for, render
-from shouwang.models import Alert, DetectionKind, Device, Site
+from alerting.storm_gate import Outgoing, StormGate
+from shouwang.models import Alert, DetectionKind
 
 __all__ = ["QueueNotifications", "Stage", "chain"]
 
@@ -48,32 +48,31 @@ def chain(*stages: Stage) -> Stage:
 
 
 class QueueNotifications:
-    """Route each alert and queue one outbox row per receiver, in the alerts' transaction.
+    """Route each alert and queue one outbox row per receiver, in the alerts' transaction,
+    through the storm gate.
 
-    Passes on the alerts that got at least one new row.
+    Passes on the alerts that some route matched.
     """
 
-    def __init__(self, router: Router, *, sites: Mapping[str, Site],
-                 devices: Mapping[str, Device], language: Language = "zh") -> None:
+    def __init__(self, router: Router, gate: StormGate) -> None:
         self._router = router
-        self._sites = sites
-        self._devices = devices
-        self._language = language
+        self._gate = gate
 
     async def __call__(self, ctx: NotifyContext, alerts: Sequence[Alert]) -> Sequence[Alert]:
-        queued: list[Alert] = []
+        routed: list[Alert] = []
+        outgoing: list[Outgoing] = []
         for alert in alerts:
             receivers = self._router.receivers_for(alert)
             if not receivers:
-                # A hazard nobody hears about is a config gap; unrouted health alerts are
-                # normal (they wait on the console).
+                # A hazard nobody hears about is a config gap; unrouted health and anomaly
+                # alerts are normal (they wait on the console).
                 level = logging.WARNING if alert.kind is DetectionKind.HAZARD else logging.DEBUG
                 log.log(level, "no route matches alert=%d site=%s hazard=%s severity=%s",
                         alert.id, alert.site, alert.hazard, alert.severity.label)
                 continue
-            text = render(alert, site=self._sites.get(alert.site),
-                          device=self._devices.get(alert.device_id), language=self._language)
-            bodies: dict[str, str] = {r.channel: body_for(r.channel, text) for r in receivers}
-            if await enqueue(ctx.cur, alert, ctx.step, receivers, bodies, ctx.now):
-                queued.append(alert)
-        return queued
+            routed.append(alert)
+            # No acknowledgement links: plain routes name endpoints, not people.
+            outgoing += [Outgoing(alert=alert, receiver=r, step=ctx.step, link=False)
+                         for r in receivers]
+        await self._gate(ctx, outgoing)
+        return routed

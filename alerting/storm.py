@@ -2,7 +2,8 @@
 
 When one flush would send a recipient more than ``storm_threshold`` messages (a power
 cut takes a building's devices offline, a gateway breaks), they get one summary that
-counts the alerts by hazard and names the site; the console has the detail.
+counts the alerts by hazard and names the site; the console has the detail. When to
+summarise (also across batches, within ``storm_window_s``) is ``storm_gate.py``'s job.
 """
 
 from __future__ import annotations

@@ -1,26 +1,45 @@
-"""Alert messages in words: a title, a one-segment SMS and a spoken broadcast, in zh or en.
+"""Alert messages in words: a title, a one-segment SMS, a spoken broadcast and a long
+form (email, chat apps, webhooks), in zh or en.
 
-The wording per hazard is one table per language; a new hazard is a new row. An SMS in
-Chinese is sent as UCS-2, where one segment holds 70 characters: the text is fitted to
-that by shortening the site name, then the place, never the hazard, value or advice.
+The wording per hazard is one table per language; a new hazard is a new row; a learned
+anomaly (``{metric}_anomaly``) is named after its metric. An SMS in Chinese is sent as
+UCS-2, where one segment holds 70 characters: the text is fitted to that by shortening
+the site name, then the place, never the hazard, value or advice. Each channel gets its
+own form (``FORMS``), also when it stands in for another as a fallback.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
+from zoneinfo import ZoneInfo
 
 from alerting.models import AlertText, Language
+from shouwang.catalog import METRICS_BY_KEY
 from shouwang.models import Alert, Device, Location, Severity, Site
 
 __all__ = [
+    "FORMS",
     "HAZARD_WORDING",
     "SMS_LIMIT",
+    "Form",
     "HazardWording",
     "body_for",
+    "form_of",
     "render",
     "render_title",
 ]
+
+Form = Literal["sms", "broadcast", "long"]
+# Which text each channel carries; a channel not listed gets the SMS.
+FORMS: Mapping[str, Form] = {"sms": "sms", "broadcast": "broadcast", "email": "long",
+                             "wecom": "long", "dingtalk": "long", "feishu": "long",
+                             "webhook": "long"}
+_ANOMALY_SUFFIX = "_anomaly"  # the learned detectors' hazard names: "{metric}_anomaly"
+_DRIFT_SUFFIX = "_drift"  # drift against neighbours: "{metric}_drift"
+_FORECAST_SUFFIX = "_forecast"  # the early warning before a hazard: "{hazard}_forecast"
 
 # One SMS segment: 70 UCS-2 characters (Chinese), 160 GSM-7 characters (English).
 SMS_LIMIT: Mapping[Language, int] = {"zh": 70, "en": 160}
@@ -84,6 +103,44 @@ _ZH: Mapping[str, HazardWording] = {
     "offline": HazardWording(
         name="设备离线", advice="请检查设备电源和网络",
         spoken_advice="请检查设备的电源和网络连接"),
+    # Correlation results and early signs (detectors.correlations, rate_of_rise).
+    "fire": HazardWording(
+        name="火灾", advice="请立即疏散并拨打119",
+        spoken_advice="请立即用湿毛巾捂住口鼻，沿安全通道疏散，不要乘坐电梯，并拨打119报警"),
+    "gas_spread": HazardWording(
+        name="多处燃气泄漏", advice="请关阀开窗勿动电器并疏散",
+        spoken_advice="同一楼栋多处燃气报警，请立即关闭燃气阀门，打开门窗，不要开关任何电器，"
+                      "不要使用明火，迅速撤离到室外"),
+    "heat_rise": HazardWording(
+        name="温度快速上升疑似火情", advice="请立即到场确认火情",
+        spoken_advice="请值班人员立即到场确认是否发生火灾，如有火情请拨打119"),
+    "overheat_rise": HazardWording(
+        name="线路温度快速上升", advice="请立即检查配电箱必要时断电",
+        spoken_advice="请电工立即检查配电箱和线路，必要时断开电源，防止引发火灾"),
+    "siren": HazardWording(name="报警器鸣响", advice="请尽快到场查看",
+                           spoken_advice="请值班人员尽快到场查看"),
+    "power_outage": HazardWording(
+        name="楼栋停电或断网", advice="请检查楼栋供电和网关",
+        spoken_advice="请维护人员检查楼栋供电和网络网关"),
+    # Sensor health: maintenance, not emergency; the advice says what to fix.
+    "stuck": HazardWording(name="读数不变", advice="请检查传感器是否失效",
+                           spoken_advice="请维护人员检查传感器是否失效"),
+    "out_of_range": HazardWording(name="读数超出量程", advice="请检查或更换传感器",
+                                  spoken_advice="请维护人员检查或更换传感器"),
+    "battery_low": HazardWording(name="电池电量低", advice="请尽快更换电池",
+                                 spoken_advice="请维护人员尽快更换设备电池"),
+    "seq_gap": HazardWording(name="数据丢失", advice="请检查设备网络信号",
+                             spoken_advice="请维护人员检查设备的网络信号"),
+    "seq_duplicate": HazardWording(name="数据重复", advice="请检查设备或网关",
+                                   spoken_advice="请维护人员检查设备或网关"),
+    "clock_skew": HazardWording(name="设备时钟偏差", advice="请校准设备时间",
+                                spoken_advice="请维护人员校准设备时间"),
+    "tamper": HazardWording(name="设备被拆动", advice="请到场检查设备",
+                            spoken_advice="请维护人员到场检查设备是否被拆动"),
+    "flooding": HazardWording(name="设备发送过频已隔离", advice="请检查设备固件或网关",
+                              spoken_advice="请维护人员检查设备固件或网关"),
+    "pattern_anomaly": HazardWording(name="读数组合异常", advice="请在值班台查看",
+                                     spoken_advice="请值班人员查看设备读数"),
 }
 
 # Plain ASCII units ("degC"): a character outside GSM-7, such as "°", makes the whole SMS UCS-2.
@@ -140,6 +197,55 @@ _EN: Mapping[str, HazardWording] = {
     "offline": HazardWording(
         name="Device offline", advice="Check the device's power and network.",
         spoken_advice="Check the device's power supply and network connection"),
+    "fire": HazardWording(
+        name="Fire", advice="Leave the building now and call 119.",
+        spoken_advice="Cover your nose and mouth, leave by the stairs, not the lift, and call "
+                      "119"),
+    "gas_spread": HazardWording(
+        name="Gas leak in several flats",
+        advice="Shut gas valves, open windows, touch no switches, get out.",
+        spoken_advice="Several gas alarms in this building. Shut the gas valve, open doors and "
+                      "windows, do not touch any electrical switch or naked flame, and leave "
+                      "the building now"),
+    "heat_rise": HazardWording(
+        name="Temperature rising fast, possible fire", advice="Check for fire on site now.",
+        spoken_advice="Duty staff, check for fire on site now. If there is a fire, call 119"),
+    "overheat_rise": HazardWording(
+        name="Cable temperature rising fast",
+        advice="Check the distribution box; cut power if needed.",
+        spoken_advice="Electrician, check the distribution box and wiring now and cut the "
+                      "power if needed"),
+    "siren": HazardWording(name="Siren sounding", advice="Please check on site soon.",
+                           spoken_advice="Duty staff, please check on site soon"),
+    "power_outage": HazardWording(
+        name="Building power or network down", advice="Check the building's power and gateway.",
+        spoken_advice="Maintenance, please check the building's power supply and network "
+                      "gateway"),
+    "stuck": HazardWording(name="Reading stuck", advice="Check whether the sensor failed.",
+                           spoken_advice="Maintenance, please check whether the sensor failed"),
+    "out_of_range": HazardWording(name="Reading out of range",
+                                  advice="Check or replace the sensor.",
+                                  spoken_advice="Maintenance, please check or replace the sensor"),
+    "battery_low": HazardWording(name="Battery low", advice="Replace the battery soon.",
+                                 spoken_advice="Maintenance, please replace the battery soon"),
+    "seq_gap": HazardWording(name="Messages lost", advice="Check the device's signal.",
+                             spoken_advice="Maintenance, please check the device's signal"),
+    "seq_duplicate": HazardWording(name="Messages repeated",
+                                   advice="Check the device or gateway.",
+                                   spoken_advice="Maintenance, please check the device or "
+                                                 "gateway"),
+    "clock_skew": HazardWording(name="Device clock wrong", advice="Set the device's clock.",
+                                spoken_advice="Maintenance, please set the device's clock"),
+    "tamper": HazardWording(name="Device tampered with", advice="Check the device on site.",
+                            spoken_advice="Maintenance, please check the device on site"),
+    "flooding": HazardWording(name="Device flooding, quarantined",
+                              advice="Check its firmware or gateway.",
+                              spoken_advice="Maintenance, please check the device's firmware "
+                                            "or gateway"),
+    "pattern_anomaly": HazardWording(name="Unusual combination of readings",
+                                     advice="See the console.",
+                                     spoken_advice="Duty staff, please check the device "
+                                                   "readings"),
 }
 
 HAZARD_WORDING: Mapping[Language, Mapping[str, HazardWording]] = {"zh": _ZH, "en": _EN}
@@ -163,7 +269,45 @@ _BRAND: Mapping[Language, str] = {"zh": "【守望】", "en": "[Shouwang] "}
 
 
 def _wording(hazard: str, language: Language) -> HazardWording:
-    return HAZARD_WORDING[language].get(hazard, _FALLBACK[language])
+    """
+    >>> _wording("lel_anomaly", "zh").name, _wording("co_anomaly", "en").name
+    ('可燃气体浓度读数异常', 'Unusual carbon monoxide readings')
+    >>> _wording("lel_drift", "zh").name
+    '可燃气体浓度传感器漂移'
+    """
+    found = HAZARD_WORDING[language].get(hazard)
+    if found is not None:
+        return found
+    metric = METRICS_BY_KEY.get(hazard.removesuffix(_ANOMALY_SUFFIX))
+    if hazard.endswith(_ANOMALY_SUFFIX) and metric is not None:
+        if language == "zh":
+            return HazardWording(name=f"{metric.label_zh}读数异常", advice="请在值班台查看",
+                                 spoken_advice="请值班人员查看设备读数")
+        return HazardWording(name=f"Unusual {metric.label_en} readings",
+                             advice="See the console.",
+                             spoken_advice="Duty staff, please check the device readings")
+    base = HAZARD_WORDING[language].get(hazard.removesuffix(_FORECAST_SUFFIX))
+    if hazard.endswith(_FORECAST_SUFFIX) and base is not None:
+        # A pre-warning: the hazard's own value, and "rising, check now" instead of
+        # the evacuation advice the alarm itself carries.
+        if language == "zh":
+            return HazardWording(name=f"{base.name}趋势预警", advice="读数持续上升请尽快排查",
+                                 spoken_advice="读数持续上升，即将达到报警值，请尽快到场排查",
+                                 value=base.value, spoken_value=base.spoken_value)
+        return HazardWording(name=f"{base.name} warning: rising",
+                             advice="Readings keep rising; check it now.",
+                             spoken_advice="Readings keep rising towards the alarm level; "
+                                           "please check on site now",
+                             value=base.value, spoken_value=base.spoken_value)
+    metric = METRICS_BY_KEY.get(hazard.removesuffix(_DRIFT_SUFFIX))
+    if hazard.endswith(_DRIFT_SUFFIX) and metric is not None:
+        if language == "zh":
+            return HazardWording(name=f"{metric.label_zh}传感器漂移", advice="请安排校准",
+                                 spoken_advice="请维护人员校准该传感器")
+        return HazardWording(name=f"{metric.label_en} sensor drifting",
+                             advice="Arrange a calibration.",
+                             spoken_advice="Maintenance, please calibrate this sensor")
+    return _FALLBACK[language]
 
 
 def _number(value: float) -> str:
@@ -288,8 +432,33 @@ def render_title(*, hazard: str, severity: Severity, site_name: str, drill: bool
     return f"{drill_prefix}{level}: {name} at {site_name}"
 
 
+_LONG_LABELS: Mapping[Language, tuple[str, ...]] = {
+    "zh": ("地点", "设备", "读数", "发生时间", "处置建议", "告警编号"),
+    "en": ("Place", "Device", "Reading", "Since", "What to do", "Alert"),
+}
+
+
+def _long(alert: Alert, title: str, site_name: str, place: str, device: Device | None,
+          language: Language, zone: ZoneInfo) -> str:
+    wording = _wording(alert.hazard, language)
+    spoken_value = (wording.spoken_value.format(v=_number(alert.last_value))
+                    if wording.spoken_value and alert.last_value is not None else "")
+    since = dt.datetime.fromtimestamp(alert.opened_at, zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+    device_name = f"{device.name} ({alert.device_id})" if device and device.name else (
+        alert.device_id)
+    where = f"{site_name}{place}" if language == "zh" else ", ".join(
+        p for p in (site_name, place) if p)
+    labels = _LONG_LABELS[language]
+    colon = "：" if language == "zh" else ": "
+    values = (where, device_name, spoken_value or alert.message, since,
+              wording.spoken_advice, str(alert.id))
+    lines = [title] + [f"{label}{colon}{value}" for label, value in zip(labels, values,
+                                                                          strict=True) if value]
+    return "\n".join(lines)
+
+
 def render(alert: Alert, *, site: Site | None = None, device: Device | None = None,
-           language: Language = "zh") -> AlertText:
+           language: Language = "zh", timezone: str = "Asia/Shanghai") -> AlertText:
     """Title, SMS and broadcast text for ``alert``; ``site`` and ``device`` add names.
 
     >>> from shouwang.models import AlertStatus, DetectionKind
@@ -301,15 +470,23 @@ def render(alert: Alert, *, site: Site | None = None, device: Device | None = No
     '【守望】阳光小区3号楼2单元502 燃气泄漏 32%LEL 请立即关阀开窗勿动电器'
     """
     site_name = site.name if site is not None else alert.site
+    title = render_title(hazard=alert.hazard, severity=alert.severity, site_name=site_name,
+                         drill=alert.drill, language=language)
+    spoken_place = _place(alert, device, language, spoken=True)
     return AlertText(
-        title=render_title(hazard=alert.hazard, severity=alert.severity, site_name=site_name,
-                           drill=alert.drill, language=language),
+        title=title,
         sms=_sms(alert, site_name, _place(alert, device, language, spoken=False), language),
-        broadcast=_broadcast(alert, site_name, _place(alert, device, language, spoken=True),
-                             language),
+        broadcast=_broadcast(alert, site_name, spoken_place, language),
+        long=_long(alert, title, site_name, spoken_place, device, language,
+                   ZoneInfo(timezone)),
     )
 
 
+def form_of(channel: str) -> Form:
+    return FORMS.get(channel, "sms")
+
+
 def body_for(channel: str, text: AlertText) -> str:
-    """What a channel carries: loudspeakers speak the broadcast text, the rest get the SMS."""
-    return text.broadcast if channel == "broadcast" else text.sms
+    """The text ``channel`` carries: the SMS, the spoken broadcast or the long form."""
+    form = form_of(channel)
+    return text.broadcast if form == "broadcast" else text.long if form == "long" else text.sms

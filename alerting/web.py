@@ -1,5 +1,5 @@
-"""The alerting pages the console serves without a login: the SMS acknowledgement link
-and the public CAP 1.2 feed.
+"""The alerting pages the console serves without a login: the SMS acknowledgement link,
+the public CAP 1.2 feed and the loudspeakers' audio files.
 
 The console mounts ``public_routes(context_of)``; ``context_of`` gives what a request
 needs (settings, connection pool, clock), so this module does not depend on the
@@ -17,11 +17,12 @@ from typing import Any, Protocol
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from alerting.ack_links import AckLinks, acknowledge_by_link, confirm_page
 from alerting.cap import NotPublic, cap_feed, cap_message_of
+from alerting.speech import AUDIO_NAME, audio_dir
 from config.settings import Settings
 from shouwang.bus import Bus, BusError
 from shouwang.codec import encode_alert
@@ -103,7 +104,17 @@ def public_routes(context_of: Callable[[Request], PublicContext]) -> list[BaseRo
                             media_type="text/plain")
         return Response(body, media_type=_CAP_TYPE)
 
+    async def audio(request: Request) -> Response:
+        # The loudspeaker controller fetches the spoken WAV named in the broadcast message.
+        name: str = request.path_params["name"]
+        folder = audio_dir(context_of(request).settings.alerting.broadcast)
+        path = folder / name
+        if not AUDIO_NAME.match(name) or not path.is_file():
+            return Response(b"no such audio", status_code=404, media_type="text/plain")
+        return FileResponse(path, media_type="audio/wav")
+
     return [
+        Route("/broadcast/audio/{name}", audio, methods=["GET"]),
         Route("/ack/{token}", ack, methods=["GET", "POST"]),
         Route("/api/cap", feed, methods=["GET"]),
         Route("/api/cap/{alert_id:int}.xml", message, methods=["GET"]),

@@ -6,7 +6,10 @@ Every labelled series under ../shared/data/nab is scored row by row with a fresh
 (the same code path as ``shouwang detect-csv``), written as
 <results>/<category>/<file>.csv, and scored by ../shared/tools/nab_score.py, which picks
 one threshold per profile over all files as NAB does. Prints the standard, low-FP and
-low-FN scores; the last line is the standard score. Needs pandas (for the scorer).
+low-FN scores, then (for ``default``) the standard score at the frozen threshold
+``NAB_THRESHOLD`` and 0.02 either side of it (a plateau, not a knife edge) and per
+category at that threshold; the last line is the standard score. Needs pandas (for the
+scorer).
 """
 
 from __future__ import annotations
@@ -21,18 +24,43 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from detectors.anomaly import DETECTORS, make_detector
+from detectors.anomaly.ensemble import NAB_THRESHOLD
 from detectors.csv_scoring import score_csv
 
 _REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = _REPO.parent / "shared" / "data" / "nab"
 SCORER = _REPO.parent / "shared" / "tools" / "nab_score.py"
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
+CATEGORIES = ("artificialNoAnomaly", "artificialWithAnomaly", "realAWSCloudwatch",
+              "realKnownCause")
 
 
 def _score_one_file(job: tuple[str, Path, Path]) -> int:
     name, source, target = job
     target.parent.mkdir(parents=True, exist_ok=True)
     return score_csv(make_detector(name), source, target)
+
+
+def _scorer(data_dir: Path, results: Path, out: Path, *extra: str) -> dict[str, object]:
+    windows_file = data_dir / "labels" / "windows_dev.json"
+    subprocess.run(
+        [sys.executable, str(SCORER), str(results), "--windows", str(windows_file),
+         "--profiles", str(data_dir / "profiles.json"), "--data-dir", str(data_dir),
+         "--json-out", str(out), *extra],
+        check=True, stdout=subprocess.DEVNULL)
+    result: dict[str, object] = json.loads(out.read_text())
+    return result
+
+
+def standard_at(data_dir: Path, results: Path, threshold: float,
+                category: str | None = None) -> dict[str, object]:
+    """The standard profile's result at a fixed threshold, over one category or all."""
+    subset = ("--subset", category) if category else ()
+    out = results / f"fixed-{category or 'all'}-{threshold:.6f}.json"
+    profiles = _scorer(data_dir, results, out, "--threshold", f"{threshold!r}", *subset)
+    standard = profiles["profiles"]["standard"]  # type: ignore[index]
+    assert isinstance(standard, dict)
+    return standard
 
 
 def run(detector: str, data_dir: Path, results: Path, jobs: int) -> dict[str, object]:
@@ -46,14 +74,21 @@ def run(detector: str, data_dir: Path, results: Path, jobs: int) -> dict[str, ob
     elapsed = time.perf_counter() - started
     print(f"scored {len(keys)} files, {rows} rows in {elapsed:.1f} s "
           f"({rows / elapsed:,.0f} rows/s with {jobs} processes)")
-    out = results / "nab_score.json"
-    subprocess.run(
-        [sys.executable, str(SCORER), str(results), "--windows", str(windows_file),
-         "--profiles", str(data_dir / "profiles.json"), "--data-dir", str(data_dir),
-         "--json-out", str(out)],
-        check=True, stdout=subprocess.DEVNULL)
-    result: dict[str, object] = json.loads(out.read_text())
-    return result
+    return _scorer(data_dir, results, results / "nab_score.json")
+
+
+def _print_frozen(data_dir: Path, results: Path) -> None:
+    for delta in (-0.02, 0.0, 0.02):
+        p = standard_at(data_dir, results, NAB_THRESHOLD + delta)
+        print(f"standard at frozen {NAB_THRESHOLD:.6f}{delta:+.2f}: {p['score']:6.2f}  "
+              f"windows {p['windows_detected']}/{p['windows']}  fp rows {p['fp_rows']}")
+    for category in CATEGORIES:
+        p = standard_at(data_dir, results, NAB_THRESHOLD, category)
+        score = p["score"]
+        # A category without windows has no normalised score, only its false positives.
+        shown = f"{score:6.2f}" if isinstance(score, float) and score == score else "   n/a"
+        print(f"  {category:<22} {shown}  windows {p['windows_detected']}/"
+              f"{p['windows']}  fp rows {p['fp_rows']}")
 
 
 def main() -> None:
@@ -67,11 +102,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="nab-") as tmp:
         results = args.results or Path(tmp)
         profiles = run(args.detector, args.data_dir, results, args.jobs)["profiles"]
-    assert isinstance(profiles, dict)
-    for name in PROFILES:
-        p = profiles[name]
-        print(f"{name:<20} {p['score']:6.2f}  threshold {p['threshold']:.6f}  "
-              f"windows {p['windows_detected']}/{p['windows']}  fp rows {p['fp_rows']}")
+        assert isinstance(profiles, dict)
+        for name in PROFILES:
+            p = profiles[name]
+            print(f"{name:<20} {p['score']:6.2f}  threshold {p['threshold']:.6f}  "
+                  f"windows {p['windows_detected']}/{p['windows']}  fp rows {p['fp_rows']}")
+        if args.detector == "default":
+            _print_frozen(args.data_dir, results)
     print(f"NAB standard score ({args.detector}): {profiles['standard']['score']:.2f}")
 
 

@@ -20,16 +20,18 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from shouwang.catalog import DeviceType
+from shouwang.catalog import EVENTS, METRICS_BY_KEY, DeviceType
 from shouwang.models import Device, Location, Severity, Site
 
 __all__ = [
     "DEFAULT_CORRELATIONS",
+    "DEFAULT_DRIFT_RULES",
     "DEFAULT_INHIBIT_RULES",
     "DEFAULT_RATE_OF_RISE",
     "DEFAULT_THRESHOLDS",
     "AlertingSettings",
     "AnomalySettings",
+    "BroadcastSettings",
     "BusSettings",
     "ChannelLimit",
     "ConfigError",
@@ -38,8 +40,12 @@ __all__ = [
     "DatabaseSettings",
     "DetectorSettings",
     "DeviceConfig",
+    "DriftRule",
+    "DriftSettings",
+    "DrillSettings",
     "EscalationPolicy",
     "EscalationStep",
+    "FloodSettings",
     "ForecastSettings",
     "HealthSettings",
     "IngestSettings",
@@ -47,17 +53,23 @@ __all__ = [
     "MetricsSettings",
     "MqttSettings",
     "OnCallShift",
+    "PlanBuilding",
+    "PlanFloor",
+    "PrivacySettings",
     "RateOfRiseRule",
     "Receiver",
     "Recipient",
     "RecipientGroup",
+    "ResidentConfig",
     "Route",
     "ScenarioRun",
     "Settings",
     "SimulatorSettings",
     "SinkSettings",
     "SiteConfig",
+    "SitePlan",
     "ThresholdRule",
+    "TrainingSettings",
     "load",
 ]
 
@@ -98,11 +110,50 @@ class BusSettings(_Section):
     partitions: int = Field(default=4, ge=1, le=1024)
 
 
+class FloodSettings(_Section):
+    """Per-device message limits: over them, rate_limited; sustained, quarantined.
+
+    A device may send ``max(rate_factor / report_interval_s, min_rate_per_s)`` messages a
+    second, with ``burst_messages`` in hand. 20x sits between the 10x burst the system
+    must absorb and a 50x flood; the floor keeps replays and fast drills of slow devices
+    flowing (below 2 messages/s one device cannot hurt a 60k/s ingest). The burst lets a
+    backlog with densely packed timestamps through (a device's buffer after an outage,
+    the test and benchmark streams: up to 1000 messages a device); a flood of 50 a second
+    runs it out in 40 s.
+    """
+
+    enabled: bool = True
+    rate_factor: float = Field(default=20.0, ge=1.0, description="times the nominal rate")
+    min_rate_per_s: float = Field(default=2.0, gt=0)
+    burst_messages: int = Field(default=2000, ge=1)
+    quarantine_after_s: float = Field(default=60.0, gt=0, description="over the limit again "
+                                      "and again this long, no quiet period between: quarantine")
+    release_quiet_s: float = Field(default=300.0, gt=0, description="within the limit this "
+                                   "long: released automatically")
+    reject_sample_s: float = Field(default=10.0, gt=0, description="at most one rejects row "
+                                   "per device and reason this often; it carries the count")
+    sync_s: float = Field(default=2.0, gt=0, description="how often the quarantine table is "
+                          "re-read (releases by `shouwang devices release`)")
+    unregistered_rate_per_s: float = Field(default=100.0, gt=0, description="rejects from "
+                                           "senders not in the registry, all together")
+    unregistered_burst: int = Field(default=1000, ge=1)
+
+    @model_validator(mode="after")
+    def _quiet_covers_sampling(self) -> Self:
+        if self.release_quiet_s < self.reject_sample_s:
+            raise ValueError("release_quiet_s must be at least reject_sample_s")
+        return self
+
+
 class IngestSettings(_Section):
     batch_max_messages: int = Field(default=5000, ge=1)
     flush_ms: int = Field(default=50, ge=1, le=10_000)
     max_payload_bytes: int = Field(default=64 * 1024, ge=256)
     max_readings_per_message: int = Field(default=500, ge=1)
+    flood: FloodSettings = FloodSettings()
+    stale_after_s: float | None = Field(default=7 * 86400.0, gt=0, description="readings "
+                                        "older than this on arrival are rejected as stale "
+                                        "(replays); the broker keeps a session 7 days")
 
 
 class MetricsSettings(_Section):
@@ -328,9 +379,110 @@ class AnomalySettings(_Section):
                              description="scores at or above it are anomalous")
     clear_after: int = Field(default=10, ge=1, le=250,
                              description="calm readings in a row that close an episode")
+    # An hour at the usual 30 s report interval: longer than any cooking bump or shower
+    # (15-40 min) the simulators and residents produce, so only a lasting change of
+    # level (sensor swapped or moved, new appliance) is adopted.
+    adopt_after: int = Field(default=120, ge=0, le=100_000,
+                             description="readings in one episode after which its level "
+                                         "is learnt as the new normal; 0 = never")
     # Not battery, rssi, steps or position: they drift or jump by design.
     metrics: tuple[str, ...] = ("lel", "co", "smoke", "temperature", "level",
                                 "residual_current", "heart_rate")
+
+
+class DriftRule(_Section):
+    """A metric whose sensors are compared with their neighbours' (same type, room or
+    building): a robust level further than ``tolerance`` from the group's median for
+    ``persist_s`` is drift; it clears under ``clear``."""
+
+    device_type: DeviceType
+    metric: str
+    tolerance: float = Field(gt=0, description="in the metric's unit")
+    clear: float = Field(ge=0, description="in the metric's unit, below tolerance")
+    source: str = Field(description="the standard or reasoning behind the numbers")
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.clear >= self.tolerance:
+            raise ValueError("clear must be below tolerance (hysteresis)")
+        described = METRICS_BY_KEY.get(self.metric)
+        if described is None or self.device_type not in described.device_types:
+            raise ValueError(f"{self.device_type.value} devices do not report {self.metric!r}")
+        return self
+
+
+DEFAULT_DRIFT_RULES: tuple[DriftRule, ...] = (
+    DriftRule(device_type=DeviceType.GAS, metric="lel", tolerance=5.0, clear=2.5,
+              source="EN 60079-29-1 tests a detector's zero for long-term stability at "
+                     "about ±5 %LEL; neighbours in clean air read 0-2 %LEL, so 5 %LEL off "
+                     "them for hours (a fifth of level 1, GB/T 50493-2019) needs "
+                     "recalibration"),
+    DriftRule(device_type=DeviceType.GAS, metric="co", tolerance=10.0, clear=5.0,
+              source="EN 50291-1 CO alarms must not alarm below 30 ppm; electrochemical "
+                     "cells drift with age, and 10 ppm off the building's other kitchens "
+                     "for hours (cooking bumps last under an hour) is a third of that "
+                     "margin"),
+    DriftRule(device_type=DeviceType.SMOKE, metric="temperature", tolerance=4.0, clear=2.0,
+              source="rooms of one building differ by 1-3 °C (GB 50736-2012 indoor design "
+                     "range); EN 54-5 class A1 heat detectors alarm from 54 °C, so a "
+                     "thermistor 4 °C off its neighbours for hours shifts the heat alarm "
+                     "and the rate-of-rise baseline"),
+    DriftRule(device_type=DeviceType.WATER, metric="level", tolerance=0.10, clear=0.05,
+              source="water-level gauges are specified to 1-3 cm (GB/T 11828.1); "
+                     "neighbouring pits of one garage sit within centimetres when dry, so "
+                     "10 cm off them for hours is a fouled or drifting probe"),
+)
+
+
+class DriftSettings(_Section):
+    """Sensor drift against neighbouring sensors (HEALTH, ``<metric>_drift``).
+
+    Drift is slow and lasting: the level is a Huber-clipped weighted mean with time
+    constant ``tau_s`` (an hour forgets a cooking bump), judged every ``check_every_s``
+    after ``warmup_s`` of history, and must stay out of tolerance for ``persist_s``
+    (six hours: longer than any daily nuisance or incident). ``min_peers`` other
+    sensors are needed: with fewer, a median cannot tell which one moved.
+    """
+
+    enabled: bool = True
+    rules: tuple[DriftRule, ...] = DEFAULT_DRIFT_RULES
+    tau_s: float = Field(default=3600.0, gt=0)
+    warmup_s: float = Field(default=7200.0, ge=0)
+    persist_s: float = Field(default=6 * 3600.0, gt=0)
+    check_every_s: float = Field(default=300.0, gt=0)
+    stale_s: float = Field(default=3600.0, gt=0,
+                           description="a peer not heard from for longer is left out")
+    min_peers: int = Field(default=2, ge=2, le=1000)
+
+
+class TrainingSettings(_Section):
+    """IsolationForest per device type, trained from the ``readings`` history.
+
+    ``n_estimators`` 100 and ``max_samples`` 256 are Liu, Ting and Zhou's defaults
+    (Isolation Forest, ICDM 2008: path lengths converge by 100 trees, 256 points per
+    tree suffice). The alarm threshold is the ``quantile`` of the training rows' own
+    scores, so it fits each type's spread; ``confirm`` flagged messages in a row open
+    an episode and ``clear_after`` calm ones close it.
+    """
+
+    interval_s: float = Field(default=0.0, ge=0, description="the detect worker retrains "
+                              "this often; 0 = only `shouwang train` (cron) trains")
+    reload_s: float = Field(default=300.0, gt=0, description="the detect worker looks for "
+                            "a newer model version this often")
+    history_s: float = Field(default=7 * 86400.0, gt=0, description="readings this recent")
+    max_rows: int = Field(default=200_000, ge=100, description="newest messages per type")
+    min_rows: int = Field(default=500, ge=10, description="fewer = that type is not trained")
+    n_estimators: int = Field(default=100, ge=10, le=1000)
+    max_samples: int = Field(default=256, ge=16, le=4096)
+    quantile: float = Field(default=0.9995, gt=0.5, lt=1)
+    margin: float = Field(default=1.0, ge=0, description="interquartile ranges beyond the "
+                          "training range that flag a message (a forest cannot rank "
+                          "points outside its data)")
+    confirm: int = Field(default=3, ge=1, le=100)
+    clear_after: int = Field(default=10, ge=1, le=1000)
+    utc_offset_h: float = Field(default=8.0, ge=-12, le=14,
+                                description="local time of day is a feature (meals, sleep)")
+    seed: int = 0
 
 
 class DetectorSettings(_Section):
@@ -346,6 +498,8 @@ class DetectorSettings(_Section):
     snapshot_interval_s: float = Field(default=30.0, gt=0,
                                        description="detector state saved to PostgreSQL")
     anomaly: AnomalySettings = AnomalySettings()
+    drift: DriftSettings = DriftSettings()
+    training: TrainingSettings = TrainingSettings()
 
 
 class Receiver(_Section):
@@ -354,6 +508,14 @@ class Receiver(_Section):
     name: str
     channel: Literal["sms", "broadcast", "wecom", "dingtalk", "feishu", "email", "webhook"]
     urls: tuple[str, ...] = Field(min_length=1)
+    drill: bool | None = Field(default=None, description="takes drill alerts from the plain "
+                               "routes; unset = every channel but broadcast (drills never "
+                               "reach public loudspeakers unless this says so). Set false "
+                               "for residents' families.")
+
+    @property
+    def takes_drills(self) -> bool:
+        return self.drill if self.drill is not None else self.channel != "broadcast"
 
 
 class Route(_Section):
@@ -459,6 +621,26 @@ DEFAULT_INHIBIT_RULES: tuple[InhibitRule, ...] = (
 )
 
 
+class BroadcastSettings(_Section):
+    """Community loudspeakers: the structured message and its spoken audio file."""
+
+    site_wide_hazards: tuple[str, ...] = Field(
+        default=("flood", "power_outage"), description="hazards announced in the whole site; "
+        "the rest only in the alert's building (the whole site when it has none)")
+    tts_command: str = Field(default="espeak-ng", description="local text-to-speech program "
+                             "(espeak-ng command line); not installed or \"\" = text only")
+    voice_zh: str = "cmn"
+    voice_en: str = "en-us"
+    audio_dir: Path | None = Field(default=None, description="where the WAV files go; unset = "
+                                   "shouwang-broadcast-audio in the system temp directory")
+    audio_url_base: str = Field(default="", description="public base URL of audio_dir put in "
+                                "the message (the console serves /broadcast/audio/); "
+                                "\"\" = file path only")
+    audio_keep: int = Field(default=50, ge=1, description="newest WAV files kept, older "
+                            "ones deleted (a one-minute Chinese warning is ~2.4 MB)")
+    tts_timeout_s: float = Field(default=10.0, gt=0)
+
+
 class AlertingSettings(_Section):
     receivers: tuple[Receiver, ...] = ()
     routes: tuple[Route, ...] = ()
@@ -485,8 +667,17 @@ class AlertingSettings(_Section):
                                          "acknowledgement links (SHOUWANG_ALERTING__ACK_SECRET); "
                                          "unset = no links")
     expire_after_s: float | None = Field(default=None, gt=0, description="an alert nobody "
-                                         "acknowledged and nothing changed for this long "
-                                         "expires (audited); unset = never")
+                                         "acknowledged and no detection repeated for this "
+                                         "long expires (audited); unset = never")
+    storm_window_s: float = Field(default=30.0, ge=0, description="per receiver: once more "
+                                  "than storm_threshold alerts reached it within this window, "
+                                  "later ones wait for its end and go as one summary; "
+                                  "0 = per batch only")
+    anomaly_alerts: bool = Field(default=True, description="learned-anomaly detections open "
+                                 "alerts (kind anomaly) on the console; routed only by "
+                                 "routes/policies naming kinds: [anomaly]")
+    anomaly_max_severity: _Colour = "blue"
+    broadcast: BroadcastSettings = BroadcastSettings()
 
     @model_validator(mode="after")
     def _routes_name_receivers(self) -> Self:
@@ -541,6 +732,15 @@ class ScenarioRun(_Section):
     start_after_s: float = Field(default=60.0, ge=0)
 
 
+class DrillSettings(_Section):
+    """What becomes of a drill's data (readings, alerts, their history and messages) once
+    the drill is over; the scorecard is always kept."""
+
+    keep: bool = Field(default=True, description="false = delete drill data purge_after_s "
+                                                 "after the drill finished")
+    purge_after_s: float = Field(default=3600.0, ge=0)
+
+
 class SimulatorSettings(_Section):
     enabled: bool = True
     seed: int = 7
@@ -548,10 +748,73 @@ class SimulatorSettings(_Section):
     scenarios: tuple[ScenarioRun, ...] = ()
 
 
+class PlanFloor(_Section):
+    """One floor of a planned building; ``name`` is what devices say (``floor: "3"``, "B1")."""
+
+    name: str = Field(min_length=1, max_length=32)
+    rooms: tuple[str, ...] = Field(default=(), description="drawn side by side, west to "
+                                   "east; a device whose room starts with one sits in it")
+
+    @model_validator(mode="after")
+    def _rooms_once(self) -> Self:
+        if len(set(self.rooms)) != len(self.rooms):
+            raise ValueError(f"floor {self.name!r} lists a room twice")
+        return self
+
+
+class PlanBuilding(_Section):
+    """A building's outline on the site plan's canvas (a rectangle, canvas units), and its
+    floors from the lowest up (drawn as bands, the top floor at the top)."""
+
+    name: str = Field(min_length=1, max_length=64, description="as in devices' building")
+    label: str = Field(default="", description="shown instead of the name when set")
+    x: float = Field(ge=0)
+    y: float = Field(ge=0)
+    width: float = Field(gt=0)
+    height: float = Field(gt=0)
+    floors: tuple[PlanFloor, ...] = Field(default=(), description="empty: the floors "
+                                          "its devices name")
+
+    @model_validator(mode="after")
+    def _floors_once(self) -> Self:
+        names = [f.name for f in self.floors]
+        if len(set(names)) != len(names):
+            raise ValueError(f"building {self.name!r} lists a floor twice")
+        return self
+
+
+class SitePlan(_Section):
+    """The site plan drawn in the console: buildings placed on an SVG canvas (no map
+    tiles: community networks are often offline)."""
+
+    width: float = Field(default=1000.0, gt=0, le=10_000)
+    height: float = Field(default=600.0, gt=0, le=10_000)
+    buildings: tuple[PlanBuilding, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _buildings_fit(self) -> Self:
+        seen: set[str] = set()
+        for index, b in enumerate(self.buildings):
+            where = f"buildings[{index}] ({b.name})"
+            if b.name in seen:
+                raise ValueError(f"{where}: duplicate building name")
+            seen.add(b.name)
+            if b.x + b.width > self.width or b.y + b.height > self.height:
+                raise ValueError(f"{where} reaches outside the {self.width:g}x"
+                                 f"{self.height:g} canvas")
+            for other in self.buildings[:index]:
+                if (b.x < other.x + other.width and other.x < b.x + b.width
+                        and b.y < other.y + other.height and other.y < b.y + b.height):
+                    raise ValueError(f"{where} overlaps building {other.name!r}")
+        return self
+
+
 class SiteConfig(_Section):
     id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     name: str
     address: str = ""
+    plan: SitePlan | None = Field(default=None, description="the console's site plan; "
+                                  "unset: drawn from the devices' buildings and floors")
 
     def to_site(self) -> Site:
         return Site(id=self.id, name=self.name, address=self.address)
@@ -580,6 +843,54 @@ class DeviceConfig(_Section):
         )
 
 
+_ConsoleRole = Literal["admin", "duty_officer", "fire_station", "viewer", "care"]
+
+
+class PrivacySettings(_Section):
+    """Residents' wearable data is personal health data: who may see it, how long it is kept.
+
+    30 days: long enough to look back over a month of a resident's heart rate after an
+    incident or a care review, short enough that the system is not a health record
+    (data minimisation, PIPL Art. 19 / GDPR Art. 5(1)(e): keep no longer than needed).
+    """
+
+    health_retention_days: int = Field(default=30, ge=1, le=3650, description="wearable "
+                                       "health readings older than this are deleted")
+    # What a wearable reports about its wearer (not battery, rssi, online: the device's own).
+    health_metrics: tuple[str, ...] = ("heart_rate", "spo2", "steps", "lat", "lon", "fall",
+                                       "sos")
+    health_roles: tuple[_ConsoleRole, ...] = Field(
+        default=("admin", "duty_officer", "care"), description="console roles that see "
+        "health values and series; others see only that a wearable alert exists, and where")
+    purge_interval_s: float = Field(default=3600.0, gt=0, description="how often the "
+                                    "running system deletes expired health readings")
+    purge_batch: int = Field(default=5000, ge=1, le=1_000_000,
+                             description="rows per DELETE, so a purge never holds long locks")
+
+    @model_validator(mode="after")
+    def _known_metrics(self) -> Self:
+        unknown = [m for m in self.health_metrics if m not in METRICS_BY_KEY and m not in EVENTS]
+        if unknown:
+            raise ValueError(f"health_metrics names unknown metrics or events {unknown}")
+        return self
+
+
+class ResidentConfig(_Section):
+    """A resident who wears one or more wearables; ``family_contacts`` name recipients in
+    ``alerting.groups``. Personal data: exported and deleted with ``shouwang residents``."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    name: str
+    site: str
+    building: str = ""
+    unit: str = ""
+    floor: str = ""
+    room: str = ""
+    devices: tuple[str, ...] = Field(min_length=1, description="the resident's wearables")
+    family_contacts: tuple[str, ...] = Field(default=(), description="recipient names in "
+                                             "alerting.groups")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHOUWANG_", env_nested_delimiter="__",
                                       frozen=True, extra="forbid")
@@ -594,8 +905,11 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     sink: SinkSettings = SinkSettings()
     simulator: SimulatorSettings = SimulatorSettings()
+    drills: DrillSettings = DrillSettings()
     sites: tuple[SiteConfig, ...] = ()
     devices: tuple[DeviceConfig, ...] = ()
+    privacy: PrivacySettings = PrivacySettings()
+    residents: tuple[ResidentConfig, ...] = ()
 
     @classmethod
     def settings_customise_sources(
@@ -621,6 +935,34 @@ class Settings(BaseSettings):
             if run.device_id not in seen:
                 raise ValueError(f"simulator.scenarios[{index}] names unknown device "
                                  f"{run.device_id!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_residents(self) -> Self:
+        site_ids = {s.id for s in self.sites}
+        wearables = {d.id: d.site for d in self.devices if d.type is DeviceType.WEARABLE}
+        recipients = {r.name for g in self.alerting.groups for r in g.recipients}
+        owner: dict[str, str] = {}
+        ids: set[str] = set()
+        for index, resident in enumerate(self.residents):
+            where = f"residents[{index}] ({resident.id})"
+            if resident.id in ids:
+                raise ValueError(f"{where}: duplicate resident id")
+            ids.add(resident.id)
+            if resident.site not in site_ids:
+                raise ValueError(f"{where} names unknown site {resident.site!r}")
+            for device_id in resident.devices:
+                if wearables.get(device_id) != resident.site:
+                    raise ValueError(f"{where}: {device_id!r} is not a wearable of site "
+                                     f"{resident.site!r}")
+                if device_id in owner:
+                    raise ValueError(f"{where}: {device_id!r} is worn by {owner[device_id]!r} "
+                                     "already")
+                owner[device_id] = resident.id
+            missing = [n for n in resident.family_contacts if n not in recipients]
+            if missing:
+                raise ValueError(f"{where} names unknown family contacts {missing} "
+                                 "(recipients in alerting.groups)")
         return self
 
     def site_map(self) -> dict[str, Site]:

@@ -20,7 +20,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from console.auth import Action, require, require_session
+from console.assign import NotAssignable, assign, assignees
+from console.auth import Action, require, require_session, roles_allowed
+from console.board import board_notes
 from console.body import json_body
 from console.context import ConsoleContext, context_of
 from console.device_detail import (
@@ -31,25 +33,29 @@ from console.device_detail import (
 )
 from console.live import ALERT_UPDATES, TooManyViewers
 from console.metrics import ALERT_ACTIONS, PUBLISH_FAILURES
-from console.models import DeviceState
+from console.models import BoardNotes, DeviceState
 from console.params import (
     ActionBody,
     AlertQuery,
+    AssignBody,
     BadInput,
     DeviceQuery,
     NotificationQuery,
     ReadingsQuery,
     parse,
 )
+from console.privacy import health_policy
 from console.queries import list_devices, list_notifications, list_sites
 from console.users import User
 from console.views import (
     JSONResponse,
     alert_view,
+    board_view,
     device_view,
     event_view,
     iso_utc,
     notification_view,
+    plan_view,
 )
 from shouwang.bus import BusError
 from shouwang.codec import encode_alert
@@ -120,10 +126,12 @@ async def alerts(request: Request) -> Response:
         for site in sites:
             found += await list_alerts(conn, statuses=query.status, site=site,
                                        limit=query.limit)
-    if len(sites) > 1:  # same order as one query would give
-        found.sort(key=lambda a: (-int(a.severity), -a.opened_at))
-        found = found[:query.limit]
-    return JSONResponse([alert_view(a) for a in found])
+        if len(sites) > 1:  # same order as one query would give
+            found.sort(key=lambda a: (-int(a.severity), -a.opened_at))
+            found = found[:query.limit]
+        notes = await board_notes(conn, found, context.policies, context.clock())
+    return JSONResponse([board_view(health_policy(request).alert(user, a), notes.get(a.id))
+                         for a in found])
 
 
 async def alert_detail(request: Request) -> Response:
@@ -134,10 +142,14 @@ async def alert_detail(request: Request) -> Response:
     async with context.pool.connection(timeout=_DB_TIMEOUT_S) as conn:
         alert = await _visible_alert(conn, user, alert_id)
         events = await list_events(conn, alert_id)
-    return JSONResponse({**alert_view(alert), "events": [event_view(e) for e in events]})
+        notes = await board_notes(conn, [alert], context.policies, context.clock())
+    return JSONResponse({**board_view(health_policy(request).alert(user, alert),
+                                      notes.get(alert.id)),
+                         "events": [event_view(e) for e in
+                                    health_policy(request).events(user, alert, events)]})
 
 
-async def _announce(context: ConsoleContext, alert: Alert) -> None:
+async def _announce(context: ConsoleContext, alert: Alert, notes: BoardNotes | None) -> None:
     try:
         await asyncio.wait_for(
             context.bus.publish(ALERT_UPDATES, [(str(alert.id), encode_alert(alert))]),
@@ -147,7 +159,7 @@ async def _announce(context: ConsoleContext, alert: Alert) -> None:
         PUBLISH_FAILURES.inc()
         log.error("alert_id=%d changed but not published on %s: %s", alert.id, ALERT_UPDATES,
                   err)
-        context.feed.deliver(alert)
+        context.feed.deliver(alert, notes)
 
 
 async def _act(request: Request, wanted: AlertStatus, action: Action) -> Response:
@@ -161,6 +173,8 @@ async def _act(request: Request, wanted: AlertStatus, action: Action) -> Respons
             await _visible_alert(conn, user, alert_id)
             alert = await transition(conn, alert_id, wanted, actor=user.name,
                                      source="console", note=body.note, now=context.clock())
+            notes = (await board_notes(conn, [alert], context.policies,
+                                       context.clock())).get(alert.id)
     except UnknownAlert:
         ALERT_ACTIONS.labels(action.value, "unknown").inc()
         raise HTTPException(404, f"no alert {alert_id}") from None
@@ -169,8 +183,8 @@ async def _act(request: Request, wanted: AlertStatus, action: Action) -> Respons
         raise HTTPException(409, str(err)) from None
     ALERT_ACTIONS.labels(action.value, "done").inc()
     log.info("alert_id=%d %s by %s from the console", alert.id, wanted.value, user.name)
-    await _announce(context, alert)
-    return JSONResponse(alert_view(alert))
+    await _announce(context, alert, notes)
+    return JSONResponse(board_view(health_policy(request).alert(user, alert), notes))
 
 
 async def acknowledge(request: Request) -> Response:
@@ -179,6 +193,51 @@ async def acknowledge(request: Request) -> Response:
 
 async def resolve(request: Request) -> Response:
     return await _act(request, AlertStatus.RESOLVED, Action.RESOLVE)
+
+
+async def alert_assignees(request: Request) -> Response:
+    """Who the alert can be assigned to: users who may act on its site, then the people
+    of the alerting groups."""
+    context = context_of(request)
+    user = (await require_session(request)).user
+    alert_id = _alert_id(request)
+    async with context.pool.connection(timeout=_DB_TIMEOUT_S) as conn:
+        alert = await _visible_alert(conn, user, alert_id)
+        found = await assignees(conn, alert.site, roles_allowed(Action.ACKNOWLEDGE),
+                                context.settings.alerting.groups)
+    return JSONResponse([{"name": a.name, "kind": a.kind, "detail": a.detail} for a in found])
+
+
+async def assign_alert(request: Request) -> Response:
+    """Assign a live alert to a person, with a note; its status does not change."""
+    context = context_of(request)
+    user = (await require_session(request)).user
+    require(user, Action.ASSIGN)
+    alert_id = _alert_id(request)
+    body = await json_body(request, AssignBody)
+    try:
+        async with context.pool.connection(timeout=_DB_TIMEOUT_S) as conn:
+            alert = await _visible_alert(conn, user, alert_id)
+            known = await assignees(conn, alert.site, roles_allowed(Action.ACKNOWLEDGE),
+                                    context.settings.alerting.groups)
+            if body.assignee not in {a.name for a in known}:
+                raise BadInput(f"assignee: {body.assignee!r} is neither a user who may act "
+                               f"on site {alert.site} nor a person in the alerting groups")
+            alert = await assign(conn, alert_id, assignee=body.assignee, by=user.name,
+                                 note=body.note, source="console", now=context.clock())
+            notes = (await board_notes(conn, [alert], context.policies,
+                                       context.clock())).get(alert.id)
+    except UnknownAlert:
+        ALERT_ACTIONS.labels(Action.ASSIGN.value, "unknown").inc()
+        raise HTTPException(404, f"no alert {alert_id}") from None
+    except NotAssignable as err:
+        ALERT_ACTIONS.labels(Action.ASSIGN.value, "refused").inc()
+        raise HTTPException(409, str(err)) from None
+    ALERT_ACTIONS.labels(Action.ASSIGN.value, "done").inc()
+    log.info("alert_id=%d assigned to %s by %s from the console", alert.id, body.assignee,
+             user.name)
+    await _announce(context, alert, notes)
+    return JSONResponse(board_view(health_policy(request).alert(user, alert), notes))
 
 
 def _wanted(state: DeviceState, query: DeviceQuery, now: float) -> bool:
@@ -234,10 +293,11 @@ async def device_detail(request: Request) -> Response:
     lines = threshold_lines(state.device, context.settings.detectors.thresholds)
     return JSONResponse({
         **device_view(state),
-        "metrics": metric_choices(state.device),
+        "metrics": health_policy(request).metric_choices(user, state.device,
+                                                        metric_choices(state.device)),
         "thresholds": [{"metric": t.metric, "hazard": t.hazard, "value": t.value,
                         "severity": t.severity, "direction": t.direction} for t in lines],
-        "alerts": [alert_view(a) for a in found],
+        "alerts": [alert_view(health_policy(request).alert(user, a)) for a in found],
     })
 
 
@@ -247,6 +307,7 @@ async def device_readings(request: Request) -> Response:
     user = (await require_session(request)).user
     query = parse(ReadingsQuery, _query(request, "metric", "hours", "buckets"))
     state = await _visible_device(request, user)
+    health_policy(request).require_series(user, state.device, query.metric)
     end = context.clock()
     start = end - query.hours * 3600
     bucket_s = query.hours * 3600 / query.buckets
@@ -268,15 +329,20 @@ async def notifications(request: Request) -> Response:
     async with context.pool.connection(timeout=_DB_TIMEOUT_S) as conn:
         found = await list_notifications(conn, alert_id=query.alert_id, limit=query.limit,
                                          sites=user.site_filter)
+        found = await health_policy(request).notifications(conn, user, found)
     return JSONResponse([notification_view(n) for n in found])
 
 
 async def sites(request: Request) -> Response:
+    """The user's sites, each with its configured plan (null: the board draws one from
+    the devices' buildings and floors)."""
     context = context_of(request)
     user = (await require_session(request)).user
     async with context.pool.connection(timeout=_DB_TIMEOUT_S) as conn:
         found = await list_sites(conn, user.site_filter)
-    return JSONResponse([{"id": s.id, "name": s.name, "address": s.address} for s in found])
+    plans = {s.id: s.plan for s in context.settings.sites}
+    return JSONResponse([{"id": s.id, "name": s.name, "address": s.address,
+                          "plan": plan_view(plans.get(s.id))} for s in found])
 
 
 async def stream(request: Request) -> Response:
@@ -297,8 +363,9 @@ async def stream(request: Request) -> Response:
                         yield ServerSentEvent(event="resync", data=str(lost))
                     if not user.sees(alert.site):
                         continue
-                    yield ServerSentEvent(event="alert",
-                                          data=orjson.dumps(alert_view(alert)).decode())
+                    view = board_view(health_policy(request).alert(user, alert),
+                                      context.feed.notes(alert))
+                    yield ServerSentEvent(event="alert", data=orjson.dumps(view).decode())
         except TooManyViewers:
             return
 
@@ -311,6 +378,8 @@ API_ROUTES: list[BaseRoute] = [
     Route("/api/alerts/{alert_id:int}", alert_detail, methods=["GET"]),
     Route("/api/alerts/{alert_id:int}/ack", acknowledge, methods=["POST"]),
     Route("/api/alerts/{alert_id:int}/resolve", resolve, methods=["POST"]),
+    Route("/api/alerts/{alert_id:int}/assign", assign_alert, methods=["POST"]),
+    Route("/api/alerts/{alert_id:int}/assignees", alert_assignees, methods=["GET"]),
     Route("/api/devices", devices, methods=["GET"]),
     Route("/api/devices/{device_id}", device_detail, methods=["GET"]),
     Route("/api/devices/{device_id}/readings", device_readings, methods=["GET"]),

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -29,15 +29,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from alerting.web import public_routes
 from config.settings import Settings
 from console.api import API_ROUTES
+from console.audit import AUDIT_PAGE_ROUTES, AUDIT_ROUTES
 from console.auth import current_session
+from console.board import Policies, board_notes
 from console.context import ConsoleContext, context_of
+from console.drills import DRILL_ROUTES, stop_drills
 from console.live import AlertFeed
 from console.login import LOGIN_ROUTES, bootstrap_admin
 from console.login_limit import LoginLimiter
+from console.models import BoardNotes
 from console.openapi import openapi
 from console.params import BadInput
 from console.views import JSONResponse, error_response
 from shouwang.bus import Bus
+from shouwang.models import Alert
 
 __all__ = ["STATIC_DIR", "close_streams", "create_app"]
 
@@ -46,6 +51,7 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 _FEED_JOIN_TIMEOUT_S = 10.0
 _HEALTH_TIMEOUT_S = 2.0
+_NOTES_TIMEOUT_S = 2.0  # live updates wait this long at most for a pooled connection
 _POOL_MAX_WAITING = 200  # requests queued for a connection before answering 503 at once
 _CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -182,7 +188,13 @@ def create_app(settings: Settings, dsn: str, bus: Bus, *, schema: str = "public"
             kwargs={"autocommit": True, "options": f"-c search_path={schema}",
                     "application_name": "shouwang-console", "connect_timeout": 5},
         )
-        feed = AlertFeed(bus)
+        policies = Policies(settings.alerting.policies)
+
+        async def annotate(alerts: list[Alert]) -> Mapping[int, BoardNotes]:
+            async with pool.connection(timeout=_NOTES_TIMEOUT_S) as conn:
+                return await board_notes(conn, alerts, policies, clock())
+
+        feed = AlertFeed(bus, annotate=annotate)
         stop = asyncio.Event()
         # Not waiting: the console comes up without the database and /healthz says so.
         await pool.open(wait=False)
@@ -193,7 +205,8 @@ def create_app(settings: Settings, dsn: str, bus: Bus, *, schema: str = "public"
             app.state.console = ConsoleContext(
                 settings=settings, pool=pool, bus=bus, feed=feed, clock=clock, ping_s=ping_s,
                 login_limiter=LoginLimiter(attempts=settings.console.login_attempts,
-                                           window_s=settings.console.login_window_s))
+                                           window_s=settings.console.login_window_s),
+                policies=policies)
             yield
         finally:
             feed.close()
@@ -219,6 +232,8 @@ def create_app(settings: Settings, dsn: str, bus: Bus, *, schema: str = "public"
             Route("/healthz", _healthz, methods=["GET"]),
             Route("/metrics", _metrics, methods=["GET"]),
             *API_ROUTES,
+            *DRILL_ROUTES,
+            *AUDIT_ROUTES, *AUDIT_PAGE_ROUTES,  # admins: the audit trail
             *public_routes(context_of),  # SMS ack links and the CAP feed: no login
             Mount("/static", app=_StaticFiles(directory=STATIC_DIR), name="static"),
         ],
@@ -238,3 +253,4 @@ def close_streams(app: Starlette) -> None:
     context: ConsoleContext | None = getattr(app.state, "console", None)
     if context is not None:
         context.feed.close()
+    stop_drills(app)

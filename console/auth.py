@@ -24,6 +24,7 @@ __all__ = [
     "current_session",
     "require",
     "require_session",
+    "roles_allowed",
     "session_token",
 ]
 
@@ -38,6 +39,7 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 class Action(StrEnum):
     ACKNOWLEDGE = "acknowledge"
     RESOLVE = "resolve"
+    ASSIGN = "assign"
 
 
 _ALLOWED: dict[Role, frozenset[Action]] = {
@@ -45,6 +47,7 @@ _ALLOWED: dict[Role, frozenset[Action]] = {
     Role.DUTY_OFFICER: frozenset(Action),
     Role.FIRE_STATION: frozenset(Action),
     Role.VIEWER: frozenset(),
+    Role.CARE: frozenset(Action),  # they answer residents' SOS and fall alerts
 }
 
 
@@ -79,6 +82,11 @@ async def require_session(request: Request) -> Session:
                         request.url.path, session.user.name)
             raise HTTPException(403, "missing or wrong CSRF token")
     return session
+
+
+def roles_allowed(action: Action) -> list[Role]:
+    """The roles that may do ``action`` (an alert is assigned only to people who can act)."""
+    return [role for role, allowed in _ALLOWED.items() if action in allowed]
 
 
 def require(user: User, action: Action) -> None:

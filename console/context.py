@@ -11,6 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
 
 from config.settings import Settings
+from console.board import Policies
 from console.live import AlertFeed
 from console.login_limit import LoginLimiter
 from shouwang.bus import Bus
@@ -27,6 +28,7 @@ class ConsoleContext:
     clock: Callable[[], float]
     ping_s: float  # keep-alive interval of the live stream
     login_limiter: LoginLimiter
+    policies: Policies  # the escalation policies, for the board's step and countdown
 
 
 def context_of(request: Request) -> ConsoleContext:

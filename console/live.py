@@ -3,6 +3,9 @@
 Each viewer (an open ``/api/stream``) has its own bounded queue. The fan-out never waits
 for a viewer: when a queue is full the oldest update is dropped and counted, and the
 viewer is told to reload (``lost``), so one stalled browser cannot hold back the rest.
+
+What the board shows beside an alert (assignee, escalation step and due time) is read
+from the database once per bus batch by ``annotate``, not once per viewer.
 """
 
 from __future__ import annotations
@@ -11,10 +14,14 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 
+import psycopg
+
 from console.metrics import FEED_MESSAGES, LIVE_DROPPED, LIVE_VIEWERS
+from console.models import BoardNotes
 from shouwang.bus import Bus, BusError, Message
 from shouwang.codec import CodecError, decode_alert
 from shouwang.models import Alert
@@ -25,6 +32,10 @@ log = logging.getLogger(__name__)
 
 ALERT_UPDATES = "alert-updates"
 _POLL_S = 0.25  # longest wait for the bus; bounds how long ``stop`` takes to be noticed
+_NOTES_KEPT = 4096  # alert updates whose notes are kept for viewers still to send them
+_ANNOTATE_TIMEOUT_S = 2.0  # an update goes out without notes rather than late
+
+Annotate = Callable[[list[Alert]], Awaitable[Mapping[int, BoardNotes]]]
 
 
 class TooManyViewers(RuntimeError):
@@ -74,11 +85,16 @@ class AlertFeed:
         More concurrent viewers than this are refused (``TooManyViewers``).
     retry_max_s
         Longest wait between attempts to rejoin the bus after an error.
+    annotate
+        Reads the board's notes of a batch of alerts (by alert id); None: no notes.
     """
 
     def __init__(self, bus: Bus, *, viewer_queue: int = 256, max_viewers: int = 200,
-                 retry_max_s: float = 30.0) -> None:
+                 retry_max_s: float = 30.0, annotate: Annotate | None = None) -> None:
         self._bus = bus
+        self._annotate = annotate
+        self._notes: OrderedDict[Alert, BoardNotes] = OrderedDict()
+        self._annotate_failing = False
         self._viewer_queue = viewer_queue
         self.max_viewers = max_viewers
         self._retry_max_s = retry_max_s
@@ -112,21 +128,45 @@ class AlertFeed:
         for viewer in list(self._viewers):
             viewer.offer(None)
 
-    def deliver(self, alert: Alert) -> None:
-        """Hand ``alert`` to every viewer now."""
+    def deliver(self, alert: Alert, notes: BoardNotes | None = None) -> None:
+        """Hand ``alert`` (and what the board shows beside it) to every viewer now."""
+        if notes is not None:
+            self._notes[alert] = notes
+            self._notes.move_to_end(alert)
+            while len(self._notes) > _NOTES_KEPT:
+                self._notes.popitem(last=False)
         for viewer in list(self._viewers):
             viewer.offer(alert)
 
-    def _dispatch(self, messages: list[Message]) -> None:
+    def notes(self, alert: Alert) -> BoardNotes | None:
+        """The notes read for this very update, if they could be read."""
+        return self._notes.get(alert)
+
+    async def _notes_of(self, alerts: list[Alert]) -> Mapping[int, BoardNotes]:
+        if self._annotate is None or not alerts:
+            return {}
+        try:
+            found = await asyncio.wait_for(self._annotate(alerts), _ANNOTATE_TIMEOUT_S)
+        except (psycopg.Error, TimeoutError) as err:
+            if not self._annotate_failing:  # once per outage
+                log.warning("live alerts go out without assignee and escalation: %s", err)
+            self._annotate_failing = True
+            return {}
+        self._annotate_failing = False
+        return found
+
+    async def _dispatch(self, messages: list[Message]) -> None:
+        alerts = []
         for message in messages:
             try:
-                alert = decode_alert(message.value)
+                alerts.append(decode_alert(message.value))
             except CodecError as err:
                 FEED_MESSAGES.labels("undecodable").inc()
                 log.warning("skipping alert-updates message key=%s: %s", message.key, err)
-                continue
+        notes = await self._notes_of(alerts)
+        for alert in alerts:
             FEED_MESSAGES.labels("delivered").inc()
-            self.deliver(alert)
+            self.deliver(alert, notes.get(alert.id))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop``; rejoin with jittered exponential backoff after bus errors."""
@@ -143,7 +183,8 @@ class AlertFeed:
                         log.info("live alert feed rejoined the bus (group=%s)", group)
                     failing, delay = False, first_delay
                     while not stop.is_set():
-                        self._dispatch(await feed.batch(max_records=500, timeout_s=_POLL_S))
+                        await self._dispatch(await feed.batch(max_records=500,
+                                                              timeout_s=_POLL_S))
             except BusError as err:
                 if not failing:  # log once per outage, not on every retry
                     log.error("live alert feed lost the bus, retrying: %s", err)

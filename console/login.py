@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from typing import Any
 
 import psycopg
@@ -32,6 +33,7 @@ from console.users import (
     verify_login,
 )
 from console.views import JSONResponse
+from shouwang.audit import AuditCategory, record
 
 __all__ = ["BOOTSTRAP_ADMIN", "LOGIN_ROUTES", "bootstrap_admin", "session_view"]
 
@@ -110,6 +112,9 @@ async def _create_first_admin(conn: AsyncConnection[Any]) -> None:  # Any: tuple
     log.warning("no console users yet: created user %r (admin, every site) with password %s "
                 "-- log in with it and add real users with `shouwang users add`",
                 BOOTSTRAP_ADMIN, password)
+    await record(conn, category=AuditCategory.USER, action="user_added",
+                 actor="system:first-start", now=time.time(), subject=BOOTSTRAP_ADMIN,
+                 detail={"role": Role.ADMIN.value, "sites": [ALL_SITES]})
 
 
 async def bootstrap_admin(pool: AsyncConnectionPool[AsyncConnection[Any]],

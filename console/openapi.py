@@ -11,6 +11,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from console.audit import AUDIT_PATHS
+from console.openapi_drills import DRILL_PATHS, DRILL_SCHEMAS
 from console.views import JSONResponse
 
 __all__ = ["OPENAPI", "openapi"]
@@ -42,6 +44,54 @@ _ALERT = {
         "acknowledged_at": _NULLABLE_TIME, "resolved_at": _NULLABLE_TIME,
         "last_value": {"type": ["number", "null"]}, "message": {"type": "string"},
         "drill": {"type": "boolean"},
+        "assignment": {"oneOf": [{"$ref": "#/components/schemas/Assignment"},
+                                 {"type": "null"}],
+                       "description": "who the alert is assigned to now; left out of a "
+                                      "live update when it could not be read"},
+        "escalation": {"oneOf": [{"$ref": "#/components/schemas/Escalation"},
+                                 {"type": "null"}],
+                       "description": "null: no escalation policy covers the alert"},
+    },
+}
+_ASSIGNMENT = {
+    "type": "object",
+    "properties": {
+        "assignee": {"type": "string"}, "assigned_by": {"type": "string"},
+        "at": {"type": "string", "format": "date-time"}, "note": {"type": "string"},
+        "source": {"type": "string", "examples": ["console"]},
+    },
+}
+_ESCALATION = {
+    "type": "object",
+    "properties": {
+        "policy": {"type": "string"},
+        "step": {"type": "integer", "minimum": 0,
+                 "description": "steps reached so far (0: none yet)"},
+        "steps": {"type": "integer", "minimum": 1},
+        "groups": {"type": "array", "items": {"type": "string"},
+                   "description": "who the current step paged (empty: nobody at this "
+                                  "severity)"},
+        "next": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {
+            "number": {"type": "integer"}, "of": {"type": "integer"},
+            "reminder": {"type": "boolean"},
+            "groups": {"type": "array", "items": {"type": "string"}},
+            "due_at": {"type": "string", "format": "date-time"}}}],
+            "description": "the next step or reminder and when it fires unless someone "
+                           "acknowledges first; null once acknowledged or all sent"},
+    },
+}
+_PLAN = {
+    "type": "object",
+    "description": "buildings on an SVG canvas (canvas units), floors lowest first",
+    "properties": {
+        "width": {"type": "number"}, "height": {"type": "number"},
+        "buildings": {"type": "array", "items": {"type": "object", "properties": {
+            "name": {"type": "string"}, "label": {"type": "string"},
+            "x": {"type": "number"}, "y": {"type": "number"},
+            "width": {"type": "number"}, "height": {"type": "number"},
+            "floors": {"type": "array", "items": {"type": "object", "properties": {
+                "name": {"type": "string"},
+                "rooms": {"type": "array", "items": {"type": "string"}}}}}}}},
     },
 }
 _EVENT = {
@@ -80,7 +130,7 @@ _SESSION = {
     "type": "object",
     "properties": {
         "name": {"type": "string"},
-        "role": {"enum": ["admin", "duty_officer", "fire_station", "viewer"]},
+        "role": {"enum": ["admin", "duty_officer", "fire_station", "viewer", "care"]},
         "sites": {"type": "array", "items": {"type": "string"},
                   "description": "'*' means every site"},
         "csrf_token": {"type": "string",
@@ -193,6 +243,35 @@ OPENAPI: dict[str, Any] = {  # Any: JSON
         }},
         "/api/alerts/{alert_id}/ack": _action("Acknowledge (not for viewers)"),
         "/api/alerts/{alert_id}/resolve": _action("Resolve (not for viewers)"),
+        "/api/alerts/{alert_id}/assign": {"post": {
+            "summary": "Assign a live alert to a person, with a note (not for viewers); "
+                       "the status does not change, an audit row is written",
+            "parameters": [_ALERT_ID],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": False, "required": ["assignee"],
+                "properties": {
+                    "assignee": {"type": "string", "maxLength": 64,
+                                 "description": "one of GET .../assignees"},
+                    "note": {"type": "string", "maxLength": 2000}}}}}},
+            "security": [{"session": [], "csrf": []}],
+            "responses": {"200": _json(_ref("Alert"), "the alert as it is now"),
+                          **_ACTION_ERRORS,
+                          "409": _json(_ERROR, "the alert has ended"),
+                          "422": _json(_ERROR, "a bad body, or an assignee who is neither a "
+                                               "user of the site who may act nor a person "
+                                               "in the alerting groups")},
+        }},
+        "/api/alerts/{alert_id}/assignees": {"get": {
+            "summary": "Who the alert can be assigned to: users who may act on its site, "
+                       "then the people of the alerting groups",
+            "parameters": [_ALERT_ID],
+            "responses": {
+                "200": _json({"type": "array", "items": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "kind": {"enum": ["user", "recipient"]},
+                    "detail": {"type": "string",
+                               "description": "the user's role or the person's group"}}}}),
+                "404": _json(_ERROR, "no such alert on the user's sites"), **_ERRORS},
+        }},
         "/api/devices": {"get": {
             "summary": "Registered devices of the user's sites and how they are doing",
             "parameters": [
@@ -259,11 +338,13 @@ OPENAPI: dict[str, Any] = {  # Any: JSON
             "responses": {"200": _json(_list("Notification")), **_ERRORS},
         }},
         "/api/sites": {"get": {
-            "summary": "The user's sites: names and addresses",
+            "summary": "The user's sites: names, addresses and configured plans",
             "responses": {"200": _json({"type": "array", "items": {
                 "type": "object", "properties": {"id": {"type": "string"},
                                                  "name": {"type": "string"},
-                                                 "address": {"type": "string"}}}}),
+                                                 "address": {"type": "string"},
+                                                 "plan": {"oneOf": [_ref("SitePlan"),
+                                                                    {"type": "null"}]}}}}),
                 **_ERRORS},
         }},
         "/api/stream": {"get": {
@@ -285,7 +366,8 @@ OPENAPI: dict[str, Any] = {  # Any: JSON
             "session": {"type": "apiKey", "in": "cookie", "name": "shouwang_session"},
             "csrf": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
         },
-        "schemas": {"Alert": _ALERT, "AlertEvent": _EVENT, "Device": _DEVICE,
+        "schemas": {"Alert": _ALERT, "AlertEvent": _EVENT, "Assignment": _ASSIGNMENT,
+                    "Escalation": _ESCALATION, "SitePlan": _PLAN, "Device": _DEVICE,
                     "Location": _LOCATION, "Notification": _NOTIFICATION,
                     "Session": _SESSION, "Error": _ERROR},
         "responses": {
@@ -296,6 +378,11 @@ OPENAPI: dict[str, Any] = {  # Any: JSON
         },
     },
 }
+
+
+OPENAPI["paths"].update(DRILL_PATHS)
+OPENAPI["paths"].update(AUDIT_PATHS)
+OPENAPI["components"]["schemas"].update(DRILL_SCHEMAS)
 
 
 async def openapi(request: Request) -> Response:

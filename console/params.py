@@ -14,6 +14,7 @@ from shouwang.models import AlertStatus
 __all__ = [
     "ActionBody",
     "AlertQuery",
+    "AssignBody",
     "BadInput",
     "DeviceQuery",
     "LoginBody",
@@ -74,6 +75,13 @@ class ActionBody(_Input):
     still accepted from older clients and ignored."""
 
     actor: str = Field(default="console", min_length=1, max_length=64)
+    note: str = Field(default="", max_length=2000)
+
+
+class AssignBody(_Input):
+    """Body of assign: a console user's name, or a person's name from the alerting groups."""
+
+    assignee: str = Field(min_length=1, max_length=64)
     note: str = Field(default="", max_length=2000)
 
 

@@ -10,12 +10,14 @@ import getpass
 import logging
 import os
 import sys
+import time
 
 from config.settings import Settings
-from console.users import ALL_SITES, Role, create_user
+from console.users import ALL_SITES, Role, create_user, hash_password
+from shouwang.audit import AuditCategory, local_actor, record
 from shouwang.store import connect
 
-__all__ = ["PASSWORD_ENV", "UserAdminError", "add_user", "read_new_password"]
+__all__ = ["PASSWORD_ENV", "UserAdminError", "add_user", "change_password", "read_new_password"]
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,29 @@ async def add_user(settings: Settings, dsn: str, *, name: str, role: Role,
     conn = await connect(dsn, schema, autocommit=True)
     try:
         user = await create_user(conn, name=name, password=password, role=role, sites=sites)
+        await record(conn, category=AuditCategory.USER, action="user_added",
+                     actor=local_actor(), now=time.time(), subject=user.name,
+                     detail={"role": user.role.value, "sites": list(user.sites)})
     finally:
         await conn.close()
     log.info("created console user %r role=%s sites=%s", user.name, user.role.value,
              ",".join(user.sites))
+
+
+async def change_password(settings: Settings, dsn: str, *, name: str, password: str) -> None:
+    """Set a user's password and end their sessions (a stolen cookie dies with the old one)."""
+    conn = await connect(dsn, settings.database.schema_name, autocommit=True)
+    try:
+        async with conn.transaction():
+            cur = await conn.execute(
+                "UPDATE console_users SET password_hash = %s WHERE name = %s RETURNING id",
+                (hash_password(password), name))
+            row = await cur.fetchone()
+            if row is None:
+                raise UserAdminError(f"no console user named {name!r}")
+            await conn.execute("DELETE FROM console_sessions WHERE user_id = %s", (row[0],))
+            await record(conn, category=AuditCategory.USER, action="password_changed",
+                         actor=local_actor(), now=time.time(), subject=name)
+    finally:
+        await conn.close()
+    log.info("changed the password of console user %r; their sessions ended", name)

@@ -45,6 +45,7 @@ class Role(StrEnum):
     DUTY_OFFICER = "duty_officer"
     FIRE_STATION = "fire_station"
     VIEWER = "viewer"
+    CARE = "care"  # elderly-care staff: residents' wearables and their alerts
 
 
 class DuplicateUser(ValueError):

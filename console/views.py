@@ -9,19 +9,22 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
-from console.models import DeviceState
+from config.settings import SitePlan
+from console.models import BoardNotes, DeviceState
 from shouwang.models import Alert, Location, Notification
 from shouwang.store.alerts import AlertEvent
 
 __all__ = [
     "JSONResponse",
     "alert_view",
+    "board_view",
     "device_view",
     "error_response",
     "event_view",
     "iso_utc",
     "location_view",
     "notification_view",
+    "plan_view",
 ]
 
 # Any: a JSON object; the shapes are fixed by the functions below.
@@ -83,6 +86,33 @@ def alert_view(alert: Alert) -> JSONObject:
     }
 
 
+def board_view(alert: Alert, notes: BoardNotes | None) -> JSONObject:
+    """The alert as the board shows it: with its assignee and escalation. Without notes
+    (they could not be read) those keys are left out, and the board keeps what it had."""
+    view = alert_view(alert)
+    if notes is None:
+        return view
+    assignment = notes.assignment
+    view["assignment"] = None if assignment is None else {
+        "assignee": assignment.assignee, "assigned_by": assignment.assigned_by,
+        "at": iso_utc(assignment.at), "note": assignment.note, "source": assignment.source,
+    }
+    escalation = notes.escalation
+    if escalation is None:
+        view["escalation"] = None
+        return view
+    upcoming = escalation.next
+    view["escalation"] = {
+        "policy": escalation.policy, "step": escalation.step, "steps": escalation.steps,
+        "groups": list(escalation.groups),
+        "next": None if upcoming is None else {
+            "number": upcoming.number, "of": upcoming.of, "reminder": upcoming.reminder,
+            "groups": list(upcoming.groups), "due_at": iso_utc(upcoming.due_at),
+        },
+    }
+    return view
+
+
 def event_view(event: AlertEvent) -> JSONObject:
     return {
         "at": iso_utc(event.at),
@@ -107,6 +137,19 @@ def device_view(state: DeviceState) -> JSONObject:
         "last_seen": iso_utc(state.last_seen),
         "battery": state.battery,
         "report_interval_s": device.report_interval_s,
+    }
+
+
+def plan_view(plan: SitePlan | None) -> JSONObject | None:
+    if plan is None:
+        return None
+    return {
+        "width": plan.width, "height": plan.height,
+        "buildings": [{
+            "name": b.name, "label": b.label or b.name, "x": b.x, "y": b.y,
+            "width": b.width, "height": b.height,
+            "floors": [{"name": f.name, "rooms": list(f.rooms)} for f in b.floors],
+        } for b in plan.buildings],
     }
 
 

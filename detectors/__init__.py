@@ -1,6 +1,7 @@
 """Detectors: readings in, hazard, health and anomaly findings (``Detection``) out."""
 
 from detectors.correlation import Correlator
+from detectors.drift import DRIFT_SUFFIX, DriftWatch
 from detectors.engine import DetectorEngine
 from detectors.events import EVENT_RULES, event_detection
 from detectors.forecast import DeviceTrends, Trend, TrendBook, robust_trend
@@ -11,11 +12,15 @@ from detectors.offline import OFFLINE_HAZARD, Presence
 from detectors.service import DetectorService
 from detectors.snapshot import StateStore
 from detectors.threshold import DeviceThresholds, Threshold, ThresholdBook
+from detectors.training import ModelKeeper, load_newest, train_models
+from detectors.typed import MODEL_HAZARD, TypeModels
 
 __all__ = [
     "ANOMALY_SUFFIX",
+    "DRIFT_SUFFIX",
     "EVENT_RULES",
     "HEALTH_HAZARDS",
+    "MODEL_HAZARD",
     "OFFLINE_HAZARD",
     "AnomalyBook",
     "Correlator",
@@ -24,14 +29,19 @@ __all__ = [
     "DeviceHealth",
     "DeviceThresholds",
     "DeviceTrends",
+    "DriftWatch",
     "EventRule",
     "HealthBook",
+    "ModelKeeper",
     "Presence",
     "StateStore",
     "Threshold",
     "ThresholdBook",
     "Trend",
     "TrendBook",
+    "TypeModels",
     "event_detection",
+    "load_newest",
     "robust_trend",
+    "train_models",
 ]

@@ -13,10 +13,16 @@ duty officer sees one alert for the outage instead of one per device.
 A worker sees only the devices of its partitions, so a rule correlates the devices
 that one worker owns; with several workers, key the bus by building to keep a
 building's devices together.
+
+The live groups are state like any detector's and follow their devices: ``dump`` gives
+one device's memberships (its live findings, whether a result was reported on it,
+whether its own finding went out), ``load`` puts them back after a restart or on the
+worker that gains the device's partition, ``forget`` drops them when it moves away.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -88,6 +94,63 @@ class Correlator:
             for hazard in rule.hazards:
                 self._by_hazard[hazard] = (*self._by_hazard.get(hazard, ()), index)
         self._groups: dict[tuple[int, tuple[str, ...]], _Group] = {}
+
+    def dump(self, device_id: str) -> tuple[tuple[str, str, float, bool, bool], ...]:
+        """One device's part of the live groups, as plain tuples.
+
+        ``(rule name, hazard or "", since, result reported on it, own finding sent)``
+        per group it belongs to; ``""`` marks a group it is in only as the device the
+        result was reported on, or whose own finding went out.
+        """
+        entries: list[tuple[str, str, float, bool, bool]] = []
+        for (index, _), group in self._groups.items():
+            name = self._rules[index].name
+            fired_here = group.fired_on == device_id
+            published = device_id in group.published
+            hazards = [(hazard, at) for (member, hazard), at in group.active.items()
+                       if member == device_id]
+            for hazard, at in hazards:
+                entries.append((name, hazard, at, fired_here, published))
+            if not hazards and (fired_here or published):
+                entries.append((name, "", math.nan, fired_here, published))
+        return tuple(sorted(entries, key=lambda e: (e[0], e[1])))
+
+    def load(self, device_id: str, entries: Sequence[tuple[object, ...]]) -> None:
+        """Put back what ``dump`` gave; rules renamed away or a device moved elsewhere
+        are skipped (a group re-forms from fresh findings)."""
+        self.forget(device_id)
+        device = self._devices.get(device_id)
+        if device is None:
+            return
+        index_of = {rule.name: i for i, rule in enumerate(self._rules)}
+        for entry in entries:
+            name, hazard, at, fired_here, published = entry
+            index = index_of.get(str(name))
+            if index is None:
+                continue
+            scope = _scope_key(self._rules[index], device)
+            if scope is None:
+                continue
+            group = self._groups.setdefault((index, scope), _Group())
+            if hazard:
+                group.active[(device_id, str(hazard))] = float(at)  # type: ignore[arg-type]
+            if fired_here and group.fired_on is None:
+                group.fired_on = device_id
+            if published:
+                group.published.add(device_id)
+            if not group.active and group.fired_on is None and not group.published:
+                del self._groups[(index, scope)]
+
+    def forget(self, device_id: str) -> None:
+        """Drop one device from every group (its partition moved to another worker)."""
+        for key, group in list(self._groups.items()):
+            for member in [m for m in group.active if m[0] == device_id]:
+                del group.active[member]
+            group.published.discard(device_id)
+            if group.fired_on == device_id and not group.active:
+                group.fired_on = None
+            if not group.active and group.fired_on is None:
+                del self._groups[key]
 
     def process(self, found: list[Detection], now: float) -> list[Detection]:
         """The detections to publish: ``found`` less suppressed ones, plus results."""

@@ -5,13 +5,20 @@ default: a weighted mean and variance, the only one small enough for every devic
 a ``ThresholdFilter``, which does not learn the points it flags, so an ongoing incident
 does not become the new normal. The first flagged reading opens an episode: one
 ``ANOMALY`` detection (``{metric}_anomaly``, BLUE). ``clear_after`` calm readings in a row
-close it with one more. In between nothing is emitted, however long it lasts.
+close it with one more. In between nothing is emitted.
 
-A device's state is one list, ``[filter, open, filter, open, ...]`` by metric slot (the
-slot table is shared per device type): ``filter`` is built on the metric's first reading
-and ``open`` is -1 outside an episode, else the calm readings seen since the last flagged
-one. No per-device object beyond that list, which is what keeps it near 200 bytes a
-metric at 100,000 devices.
+A change that lasts is the new normal, not an incident: after ``adopt_after`` readings
+in one episode the metric's detector is replaced by a fresh one that learns from the
+current reading on, and the episode closes ("已适应新水平"). Without that a protected
+filter never learns the new level and the episode would stay open until the value
+came back, which after a sensor swap or a new appliance is never.
+
+A device's state is one list, ``[filter, open, length, filter, open, length, ...]`` by
+metric slot (the slot table is shared per device type): ``filter`` is built on the
+metric's first reading, ``open`` is -1 outside an episode, else the calm readings seen
+since the last flagged one, and ``length`` the readings since the episode opened. No
+per-device object beyond that list, which is what keeps it near 200 bytes a metric at
+100,000 devices.
 """
 
 from __future__ import annotations
@@ -86,14 +93,14 @@ class AnomalyBook:
         if not self._config.enabled:
             return None
         slots = self._slots_of(device_type)
-        return [None, _CLOSED] * len(slots) if slots else None
+        return [None, _CLOSED, 0] * len(slots) if slots else None
 
     def _slots_of(self, device_type: DeviceType) -> Mapping[str, int]:
         slots = self._slots.get(device_type)
         if slots is None:
             watched = set(self._config.metrics)
             keys = [m.key for m in metrics_for(device_type) if m.key in watched]
-            slots = self._slots[device_type] = {key: 2 * i for i, key in enumerate(keys)}
+            slots = self._slots[device_type] = {key: 3 * i for i, key in enumerate(keys)}
         return slots
 
     def _filter(self) -> ThresholdFilter:
@@ -110,29 +117,45 @@ class AnomalyBook:
         flt = state[slot]
         if flt is None:
             flt = state[slot] = self._filter()
-        score = flt.score_and_learn(  # type: ignore[attr-defined]  # a ThresholdFilter
-            {"value": reading.value, "ts": reading.ts})
+        x = {"value": reading.value, "ts": reading.ts}
+        score = flt.score_and_learn(x)  # type: ignore[attr-defined]  # a ThresholdFilter
         calm: int = state[slot + 1]  # type: ignore[assignment]  # the slot after a filter
         if score >= self._config.threshold:
             if calm == _CLOSED:
                 out.append(self._detection(reading, now, score, firing=True))
-            state[slot + 1] = 0
+                state[slot + 2] = 0
+            state[slot + 1] = calm = 0
         elif calm != _CLOSED:
             calm += 1
             if calm >= self._config.clear_after:
-                state[slot + 1] = _CLOSED
+                state[slot + 1], state[slot + 2] = _CLOSED, 0
                 out.append(self._detection(reading, now, score, firing=False))
-            else:
-                state[slot + 1] = calm
+                return
+            state[slot + 1] = calm
+        if calm == _CLOSED:
+            return
+        length: int = state[slot + 2] + 1  # type: ignore[operator]  # an int slot
+        state[slot + 2] = length
+        adopt_after = self._config.adopt_after
+        if adopt_after and length >= adopt_after:
+            # The shift has lasted: learn it as the new normal from this reading on.
+            fresh = state[slot] = self._filter()
+            fresh.detector.learn_one(x)
+            state[slot + 1], state[slot + 2] = _CLOSED, 0
+            out.append(self._detection(reading, now, score, firing=False, adopted=length))
 
     def _detection(self, reading: Reading, now: float, score: float, *,
-                   firing: bool) -> Detection:
+                   firing: bool, adopted: int = 0) -> Detection:
         description = METRICS_BY_KEY.get(reading.metric)
         label = description.label_zh if description else reading.metric
         unit = f" {description.unit}" if description and description.unit else ""
         head = f"{label} {_number(reading.value)}{unit}"
-        message = (f"{head}，明显偏离该设备的常态（异常分数 {score:.2f}）" if firing
-                   else f"{head}，已恢复常态")
+        if firing:
+            message = f"{head}，明显偏离该设备的常态（异常分数 {score:.2f}）"
+        elif adopted:
+            message = f"{head}，新水平已持续 {adopted} 次读数，已适应新水平"
+        else:
+            message = f"{head}，已恢复常态"
         return Detection(ts=now, device_id=reading.device_id, site=reading.site,
                          hazard=reading.metric + ANOMALY_SUFFIX, kind=DetectionKind.ANOMALY,
                          severity=_SEVERITY, firing=firing, metric=reading.metric,
@@ -148,14 +171,16 @@ class AnomalyBook:
                          if state[slot + 1] != _CLOSED)
 
     def dump(self, state: DeviceAnomaly | None, device_type: DeviceType) -> tuple[object, ...]:
-        """Plain state: ``(metric, open, detector pickle or None)`` per watched metric."""
+        """Plain state: ``(metric, open, detector pickle or None, episode length)`` per
+        watched metric."""
         if state is None:
             return ()
         return tuple(
             (metric, state[slot + 1],
              None if state[slot] is None else pickle.dumps(
                  state[slot].detector,  # type: ignore[attr-defined]  # a ThresholdFilter
-                 protocol=pickle.HIGHEST_PROTOCOL))
+                 protocol=pickle.HIGHEST_PROTOCOL),
+             state[slot + 2])
             for metric, slot in self._slots_of(device_type).items())
 
     def load(self, state: DeviceAnomaly | None, device_type: DeviceType,
@@ -167,12 +192,14 @@ class AnomalyBook:
         slots = self._slots_of(device_type)
         for item in saved:
             # A wrong shape raises here, and the engine's restore resets the device.
-            metric, calm, blob = cast(tuple[str, int, bytes | None], item)
+            # Saved before episodes had a length: three items, counted from here.
+            metric, calm, blob, *length = cast(tuple[str, int, bytes | None, int], item)
             assert isinstance(metric, str) and isinstance(blob, bytes | None)
             slot = slots.get(metric)
             if slot is None:
                 continue
             state[slot + 1] = int(calm)
+            state[slot + 2] = int(length[0]) if length else 0
             if blob is None:
                 continue
             try:

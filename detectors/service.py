@@ -28,6 +28,7 @@ from prometheus_client import Counter
 from config.settings import Settings
 from detectors.engine import DetectorEngine
 from detectors.snapshot import StateStore
+from detectors.training import ModelKeeper
 from shouwang.bus import Bus, BusError, Consumer, Message
 from shouwang.codec import CodecError, decode_readings, encode_detection
 from shouwang.models import Detection, Device
@@ -144,6 +145,14 @@ class _Partitions:
         _SNAPSHOTS.inc(len(states))
 
 
+async def _end_task(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+    stop.set()
+    try:
+        await task
+    except Exception:  # its own failures are logged; the worker's stop must go on
+        log.exception("anomaly model keeper failed")
+
+
 class DetectorService:
     """A detector worker, one member of the ``settings.detectors.group`` consumer group.
 
@@ -180,7 +189,8 @@ class DetectorService:
         config = self._settings.detectors
         devices = self._settings.device_map()
         started_at = self._clock()
-        engine = DetectorEngine(config, devices, clock=self._clock, started_at=started_at)
+        engine = DetectorEngine(config, devices, clock=self._clock, started_at=started_at,
+                                defer_models=True)
         next_check = started_at + config.offline_check_s
         next_snapshot = started_at + config.snapshot_interval_s
         log.info("detector worker starting group=%s devices=%d threshold_rules=%d state=%s",
@@ -192,6 +202,14 @@ class DetectorService:
             partitions = _Partitions(engine, devices, self._bus, store, self._clock)
             consumer = await stack.enter_async_context(
                 self._bus.consumer([_READINGS_TOPIC], config.group, listener=partitions))
+            if self._dsn:
+                # Per-type models: newest at start, then on schedule (and training if set).
+                keeper = ModelKeeper(engine, config.training, self._dsn, self._schema,
+                                     clock=self._clock, poll_s=self._poll_s)
+                await keeper.load_once()
+                keeper_stop = asyncio.Event()
+                keeper_task = asyncio.create_task(keeper.run(keeper_stop), name="detect.models")
+                stack.push_async_callback(_end_task, keeper_stop, keeper_task)
             try:
                 while not stop.is_set():
                     fetched = await consumer.batch(self._max_batch, self._poll_s)
@@ -232,6 +250,7 @@ class DetectorService:
                 # The codec checks the shape, not each field's type: a value that is not
                 # a number must not stop the worker on a message it would fetch forever.
                 self._skip(message, "bad field types", err)
+        found.extend(engine.score_models())  # the whole batch in one vectorised call
         _READINGS.inc(engine.readings_seen - seen)
         if engine.unknown_device_readings != unknown:
             _UNKNOWN_DEVICE.inc(engine.unknown_device_readings - unknown)

@@ -130,11 +130,13 @@ class Decoder:
     """Decodes messages for one topic root against the device registry."""
 
     def __init__(self, devices: Mapping[str, Device], *, topic_root: str = "shouwang/v1",
-                 max_payload_bytes: int = 64 * 1024, max_readings: int = 500) -> None:
+                 max_payload_bytes: int = 64 * 1024, max_readings: int = 500,
+                 stale_after_s: float | None = None) -> None:
         self._devices = devices
         self._prefix = topic_root.rstrip("/") + "/"
         self._max_payload = max_payload_bytes
         self._max_readings = max_readings
+        self._stale_after = stale_after_s
 
     def decode(self, message: RawMessage) -> DecodeResult:
         try:
@@ -168,6 +170,8 @@ class Decoder:
             checked = _fast_telemetry(item) or _validated_telemetry(item)
             raw_ts, seq, values, drill = checked
             ts = _timestamp(raw_ts, received_at)
+            if self._stale_after is not None and ts < received_at - self._stale_after:
+                raise self._stale(ts, received_at)
             for metric, value in values.items():
                 readings.append(Reading(
                     ts=ts, device_id=device.id, site=device.site, metric=metric,
@@ -176,6 +180,12 @@ class Decoder:
                 raise _Rejected(RejectReason.TOO_MANY_READINGS,
                                 f"more than {self._max_readings} readings in one message")
         return tuple(readings)
+
+    def _stale(self, ts: float, received_at: float) -> _Rejected:
+        # An old capture played again: storing it is harmless (the store dedupes), but an
+        # old "all clear" or alarm must not reach the detectors as news.
+        return _Rejected(RejectReason.STALE, f"ts is {received_at - ts:.0f} s old, more "
+                         f"than the {self._stale_after:g} s horizon")
 
     def _route(self, topic: str) -> tuple[Device, str]:
         if not topic.startswith(self._prefix):
@@ -204,6 +214,8 @@ class Decoder:
             raise _Rejected(RejectReason.UNKNOWN_EVENT, f"event {payload.event[:40]!r} is not "
                             f"one of {sorted(EVENTS)}")
         ts = _timestamp(payload.ts, message.received_at)
+        if self._stale_after is not None and ts < message.received_at - self._stale_after:
+            raise self._stale(ts, message.received_at)
         event = Reading(ts=ts, device_id=device.id, site=device.site, metric=payload.event,
                         value=1.0, seq=payload.seq, kind=ReadingKind.EVENT,
                         received_at=message.received_at, drill=payload.drill)

@@ -14,8 +14,8 @@ from typing import Protocol
 
 from ingest import metrics
 from shouwang.bus import Bus
-from shouwang.codec import encode_readings, encode_reject
-from shouwang.models import Reading, Reject
+from shouwang.codec import encode_detection, encode_readings, encode_reject
+from shouwang.models import Detection, Reading, Reject
 from shouwang.store import ReadingStore
 
 __all__ = ["DatabaseHop", "DurableHop", "KafkaHop", "group_by_device"]
@@ -23,6 +23,14 @@ __all__ = ["DatabaseHop", "DurableHop", "KafkaHop", "group_by_device"]
 
 class DurableHop(Protocol):
     async def put(self, readings: Sequence[Reading], rejects: Sequence[Reject]) -> None: ...
+
+    async def announce(self, detections: Sequence[Detection]) -> None:
+        """Ingest's own detections (a device quarantined for flooding) to alerting."""
+        ...
+
+
+def _detection_items(detections: Sequence[Detection]) -> list[tuple[str, bytes]]:
+    return [(d.device_id, encode_detection(d)) for d in detections]
 
 
 def group_by_device(readings: Sequence[Reading]) -> list[tuple[str, bytes]]:
@@ -44,6 +52,9 @@ class KafkaHop:
             await self._bus.publish("rejects", [(r.device_id or r.topic, encode_reject(r))
                                                 for r in rejects])
 
+    async def announce(self, detections: Sequence[Detection]) -> None:
+        await self._bus.publish("detections", _detection_items(detections))
+
 
 class DatabaseHop:
     def __init__(self, store: ReadingStore, bus: Bus) -> None:
@@ -54,3 +65,6 @@ class DatabaseHop:
         metrics.ROWS_WRITTEN.inc(await self._store.write(readings, rejects))
         if readings:
             await self._bus.publish("readings", group_by_device(readings))
+
+    async def announce(self, detections: Sequence[Detection]) -> None:
+        await self._bus.publish("detections", _detection_items(detections))

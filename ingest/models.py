@@ -32,6 +32,9 @@ class RejectReason(StrEnum):
     TOO_MANY_READINGS = "too_many_readings"
     UNKNOWN_EVENT = "unknown_event"
     BAD_STATUS = "bad_status"
+    STALE = "stale"                # older than ingest.stale_after_s on arrival: a replay
+    RATE_LIMITED = "rate_limited"  # over the device's message limit (sampled rows)
+    QUARANTINED = "quarantined"    # the device is quarantined for flooding (sampled rows)
 
 
 class _Strict(BaseModel):

@@ -104,6 +104,7 @@ install_packages() {
   command -v mvn >/dev/null || pkgs+=(maven)
   java_ok || pkgs+=(openjdk-17-jre-headless)
   command -v flock >/dev/null || pkgs+=(util-linux)
+  command -v espeak-ng >/dev/null || pkgs+=(espeak-ng)  # alerting: loudspeaker audio (TTS)
   if (( ${#pkgs[@]} )); then apt_install "${pkgs[@]}"; fi
   # The Debian packages may auto-start their own system services; we never use them.
 }
@@ -150,7 +151,7 @@ install_kafka() {
 installed() {
   [[ -n $(pg_bin) ]] && command -v psql >/dev/null && command -v mosquitto_pub >/dev/null \
     && { [[ -x /usr/sbin/mosquitto ]] || command -v mosquitto >/dev/null; } \
-    && java_ok && [[ -f $KAFKA_HOME/.complete ]]
+    && java_ok && [[ -f $KAFKA_HOME/.complete ]] && command -v espeak-ng >/dev/null
 }
 
 cmd_install() {

@@ -15,6 +15,7 @@ from typing import Any
 from prometheus_client import start_http_server
 
 from config.settings import ConfigError, Settings, load
+from shouwang.catalog import DeviceType
 
 __all__ = ["main"]
 
@@ -52,6 +53,7 @@ async def _cmd_run(settings: Settings, args: argparse.Namespace, stop: asyncio.E
 
 async def _cmd_ingest(settings: Settings, args: argparse.Namespace, stop: asyncio.Event) -> None:
     from ingest import DatabaseHop, KafkaHop, StoreWriterService
+    from shouwang.privacy import HealthRetentionService
     from shouwang.store import ReadingStore
     from shouwang.wiring import (
         ServiceRunner,
@@ -70,11 +72,16 @@ async def _cmd_ingest(settings: Settings, args: argparse.Namespace, stop: asynci
             runner = ServiceRunner(stop)
             if kafka and args.role in ("writer", "both"):
                 runner.add("store-writer", StoreWriterService(bus, store).run)
+            if args.role == "both" or args.role == ("writer" if kafka else "mqtt"):
+                # The process that writes readings also expires wearers' health data (an
+                # advisory lock keeps several such processes from purging at once).
+                runner.add("health-retention", HealthRetentionService(
+                    settings, dsn, schema=settings.database.schema_name).run)
             if args.role in ("mqtt", "both"):
                 async with mqtt_broker(settings) as (host, port), \
                         mqtt_source(settings, host, port) as source:
                     hop = KafkaHop(bus) if kafka else DatabaseHop(store, bus)
-                    runner.add("ingest", ingest_service(settings, source, hop).run)
+                    runner.add("ingest", ingest_service(settings, source, hop, dsn=dsn).run)
                     await runner.run()
                     return
             await runner.run()
@@ -89,6 +96,27 @@ async def _cmd_detect(settings: Settings, args: argparse.Namespace, stop: asynci
         await prepare_store(dsn, settings)
         await DetectorService(settings, bus, dsn=dsn,
                               schema=settings.database.schema_name).run(stop)
+
+
+async def _cmd_train(settings: Settings, args: argparse.Namespace, stop: asyncio.Event) -> None:
+    import time
+
+    from detectors.training import train_models
+    from shouwang.store import connect
+    from shouwang.wiring import postgres, prepare_store
+
+    types = [DeviceType(t) for t in args.type] if args.type else None
+    async with postgres(settings) as dsn:
+        await prepare_store(dsn, settings)
+        conn = await connect(dsn, settings.database.schema_name)
+        try:
+            results = await train_models(conn, settings.detectors.training, time.time(), types)
+        finally:
+            await conn.close()
+    for r in results:
+        sys.stdout.write(f"{r.device_type.value}: {r.rows} messages, "
+                         + (f"version {r.version} (threshold {r.threshold:.3f})\n"
+                            if r.version is not None else "too few, not trained\n"))
 
 
 async def _cmd_alert(settings: Settings, args: argparse.Namespace, stop: asyncio.Event) -> None:
@@ -155,6 +183,9 @@ async def _cmd_drill(settings: Settings, args: argparse.Namespace, stop: asyncio
     schema = settings.database.schema_name
     async with postgres(settings) as dsn:
         await prepare_store(dsn, settings)
+        if args.purge is not None:
+            await _purge_drill(dsn, schema, args.purge)
+            return
         if args.show is not None:
             conn = await connect(dsn, schema, autocommit=True)
             try:
@@ -176,9 +207,42 @@ async def _cmd_drill(settings: Settings, args: argparse.Namespace, stop: asyncio
                     mqtt_host=host, mqtt_port=port, topic_root=m.topic_root,
                     username=m.username,
                     password=m.password.get_secret_value() if m.password else None, stop=stop)
+            await _retire_drills(dsn, schema, settings)
     if args.markdown is not None:
         args.markdown.write_text(card.markdown(), encoding="utf-8")
     sys.stdout.write(card.markdown())
+
+
+async def _purge_drill(dsn: str, schema: str, drill_id: int) -> None:
+    import time
+
+    from shouwang.store import connect
+    from simulators.drill_purge import DrillNotFinished, UnknownDrill, purge_drill
+
+    conn = await connect(dsn, schema, autocommit=True)
+    try:
+        counts = await purge_drill(conn, drill_id, now=time.time())
+    except (UnknownDrill, DrillNotFinished) as err:
+        raise ValueError(str(err)) from None
+    finally:
+        await conn.close()
+    sys.stdout.write(" ".join(f"{k}={v}" for k, v in counts.to_json().items()) + "\n")
+
+
+async def _retire_drills(dsn: str, schema: str, settings: Settings) -> None:
+    """drills.keep false: purge the drills that are due (this one too, at purge_after_s 0)."""
+    import time
+
+    from shouwang.store import connect
+    from simulators.drill_purge import purge_expired
+
+    if settings.drills.keep:
+        return
+    conn = await connect(dsn, schema, autocommit=True)
+    try:
+        await purge_expired(conn, now=time.time(), purge_after_s=settings.drills.purge_after_s)
+    finally:
+        await conn.close()
 
 
 async def _cmd_replay(settings: Settings, args: argparse.Namespace,
@@ -270,6 +334,9 @@ async def _cmd_devices(settings: Settings, args: argparse.Namespace,
                        stop: asyncio.Event) -> None:
     from shouwang.provision import AccountRole, provision_account
 
+    if args.devices_action == "release":
+        await _cmd_devices_release(settings, args)
+        return
     role = AccountRole(args.service) if args.service else AccountRole.DEVICE
     done = provision_account(settings, args.username, site=args.site, role=role,
                              password_file=args.password_file, acl_file=args.acl_file)
@@ -277,6 +344,47 @@ async def _cmd_devices(settings: Settings, args: argparse.Namespace,
     sys.stdout.write(f"username: {done.account.username}\npassword: {done.password}\n"
                      + "".join(f"acl: {rule}\n" for rule in done.acl)
                      + "reload the broker to apply: kill -HUP <mosquitto pid>\n")
+
+
+async def _cmd_devices_release(settings: Settings, args: argparse.Namespace) -> None:
+    from ingest.quarantine_store import release_device
+    from shouwang.wiring import postgres, prepare_store
+
+    async with postgres(settings) as dsn:
+        await prepare_store(dsn, settings)
+        released = await release_device(dsn, settings.database.schema_name, args.device_id,
+                                        by=args.by or "operator")
+    if not released:
+        raise ValueError(f"device {args.device_id!r} is not quarantined")
+    sys.stdout.write(f"released {args.device_id}; ingest lets it through within "
+                     f"{settings.ingest.flood.sync_s:g} s\n")
+
+
+async def _cmd_passwd(settings: Settings, args: argparse.Namespace,
+                      stop: asyncio.Event) -> None:
+    from console.user_admin import change_password, read_new_password
+    from shouwang.wiring import postgres, prepare_store
+
+    password = read_new_password()
+    async with postgres(settings) as dsn:
+        await prepare_store(dsn, settings)
+        await change_password(settings, dsn, name=args.name, password=password)
+
+
+async def _cmd_residents(settings: Settings, args: argparse.Namespace,
+                         stop: asyncio.Event) -> None:
+    from shouwang.privacy.resident_admin import run_resident_command
+
+    text = await run_resident_command(settings, action=args.action, resident_id=args.id,
+                                      out=args.out, confirm=args.confirm, by=args.by)
+    sys.stderr.write(text + "\n")
+
+
+async def _cmd_privacy(settings: Settings, args: argparse.Namespace,
+                       stop: asyncio.Event) -> None:
+    from shouwang.privacy.resident_admin import run_purge_command
+
+    sys.stdout.write(await run_purge_command(settings) + "\n")
 
 
 def _cmd_services(args: argparse.Namespace) -> int:
@@ -334,6 +442,10 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--role", choices=["mqtt", "writer", "both"], default="both",
                         help="mqtt: MQTT to bus; writer: bus to database (Kafka only)")
     with_config("detect", "detector worker: readings in, detections out", _cmd_detect)
+    with_config("train", "train the per-device-type IsolationForest models from the readings "
+                "history and store them as new versions", _cmd_train).add_argument(
+        "--type", action="append", choices=[t.value for t in DeviceType],
+        help="only this device type (repeatable; default all)")
     with_config("alert", "alerting service: detections to alerts and notifications",
                 _cmd_alert)
     with_config("console", "web console for duty officers and fire stations", _cmd_console)
@@ -367,6 +479,9 @@ def _parser() -> argparse.ArgumentParser:
     drill.add_argument("--markdown", type=Path, default=None, help="also write it to this file")
     drill.add_argument("--show", type=int, default=None, metavar="ID",
                        help="print a finished drill's scorecard instead of running one")
+    drill.add_argument("--purge", type=int, default=None, metavar="ID",
+                       help="delete a finished drill's readings, alerts and their messages "
+                            "(its scorecard stays)")
     replay = with_config("replay", "replay recorded readings (CSV or database) over MQTT at "
                          "N times speed", _cmd_replay)
     replay.add_argument("--csv", type=Path, default=None,
@@ -387,7 +502,7 @@ def _parser() -> argparse.ArgumentParser:
     users.add_argument("action", choices=["add"])
     users.add_argument("name")
     users.add_argument("--role", required=True,
-                       choices=["admin", "duty_officer", "fire_station", "viewer"])
+                       choices=["admin", "duty_officer", "fire_station", "viewer", "care"])
     users.add_argument("--site", action="append", default=[], required=True,
                        help="a site the user sees (repeat for several; '*' = every site)")
     silence = with_config("silence", "maintenance windows: silence a device or area's alerts "
@@ -402,6 +517,21 @@ def _parser() -> argparse.ArgumentParser:
     silence.add_argument("--minutes", type=float, default=60.0)
     silence.add_argument("--by", default="", help="who (the audit record)")
     silence.add_argument("--reason", default="", help="why (the audit record)")
+    passwd = with_config("passwd", "change a console user's password (from "
+                         "SHOUWANG_USER_PASSWORD or stdin) and end their sessions", _cmd_passwd)
+    passwd.add_argument("name")
+    residents = with_config("residents", "a resident's personal data on request: export it "
+                            "as JSON, or delete it (audited)", _cmd_residents)
+    residents.add_argument("action", choices=["export", "delete"])
+    residents.add_argument("id", help="the resident's id in the config (residents:)")
+    residents.add_argument("--out", type=Path, default=None,
+                           help="export: write here (mode 600) instead of stdout")
+    residents.add_argument("--confirm", action="store_true", help="delete: yes, really")
+    residents.add_argument("--by", default="", help="on whose request (the audit record)")
+    privacy = with_config("privacy", "delete wearable health readings older than "
+                          "privacy.health_retention_days now (shouwang run does it hourly)",
+                          _cmd_privacy)
+    privacy.add_argument("action", choices=["purge"])
     devices = with_config("devices", "device accounts on the MQTT broker", _cmd_devices)
     devices_sub = devices.add_subparsers(dest="devices_action", required=True, metavar="ACTION")
     provision = devices_sub.add_parser(
@@ -413,6 +543,10 @@ def _parser() -> argparse.ArgumentParser:
     provision.add_argument("--password-file", type=Path,
                            default=_REPO / "config" / "mosquitto" / "passwd")
     provision.add_argument("--acl-file", type=Path, default=_REPO / "config" / "mosquitto" / "acl")
+    release = devices_sub.add_parser(
+        "release", help="end a flooding device's quarantine (ingest drops its messages)")
+    release.add_argument("device_id", metavar="DEVICE_ID")
+    release.add_argument("--by", default="", help="who (kept in device_quarantine)")
     services = sub.add_parser("services", help="install/start/stop the local real services "
                               "(PostgreSQL, Mosquitto, Kafka) used by the tests",
                               description="Install, start, stop or show the local services.")

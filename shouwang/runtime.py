@@ -14,6 +14,7 @@ from config.settings import Settings
 from console.service import ConsoleService
 from detectors.service import DetectorService
 from ingest import DatabaseHop, KafkaHop, StoreWriterService
+from shouwang.privacy import HealthRetentionService
 from shouwang.sink import LocalSink
 from shouwang.store import ReadingStore
 from shouwang.wiring import (
@@ -46,11 +47,12 @@ async def run_all(settings: Settings, stop: asyncio.Event, *,
         kafka = settings.bus.kind == "kafka"
         runner = ServiceRunner(stop)
         runner.add("ingest", ingest_service(
-            settings, source, KafkaHop(bus) if kafka else DatabaseHop(store, bus)).run)
+            settings, source, KafkaHop(bus) if kafka else DatabaseHop(store, bus), dsn=dsn).run)
         if kafka:
             runner.add("store-writer", StoreWriterService(bus, store).run)
         runner.add("detectors", DetectorService(settings, bus, dsn=dsn, schema=schema).run)
         runner.add("alerting", AlertingService(settings, bus, dsn, schema=schema).run)
+        runner.add("health-retention", HealthRetentionService(settings, dsn, schema=schema).run)
         console = ConsoleService(settings, bus, dsn, schema=schema)
         runner.add("console", console.run)
         if settings.sink.enabled:

@@ -10,12 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import sys
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
 from config.settings import Settings
 from ingest import DurableHop, IngestService, MqttSource
+from ingest.quarantine_store import QuarantineStore
+from shouwang.audit import local_actor, record_config
 from shouwang.bus import Bus, MemoryBus
 from shouwang.bus.kafka import KafkaBus
 from shouwang.embedded import EmbeddedBroker, EmbeddedPostgres
@@ -72,6 +76,9 @@ async def prepare_store(dsn: str, settings: Settings) -> None:
     try:
         await migrate(conn, schema)
         await sync_registry(conn, settings.site_map().values(), settings.device_map().values())
+        # Every start records the effective config when it changed (the audit trail).
+        await record_config(conn, settings, actor=local_actor(), now=time.time(),
+                            command=" ".join(sys.argv[1:2]))
         await conn.commit()
     finally:
         await conn.close()
@@ -114,9 +121,14 @@ def mqtt_source(settings: Settings, host: str, port: int) -> MqttSource:
                       password=m.password.get_secret_value() if m.password else None)
 
 
-def ingest_service(settings: Settings, source: MqttSource, hop: DurableHop) -> IngestService:
+def ingest_service(settings: Settings, source: MqttSource, hop: DurableHop, *,
+                   dsn: str | None = None) -> IngestService:
+    """``dsn``: where quarantines of flooding devices are kept (unset: in memory only)."""
     i = settings.ingest
+    quarantine = QuarantineStore(dsn, settings.database.schema_name) if dsn else None
     return IngestService(source, hop, settings.device_map(), topic_root=settings.mqtt.topic_root,
                          max_payload_bytes=i.max_payload_bytes,
                          max_readings_per_message=i.max_readings_per_message,
-                         batch_max_messages=i.batch_max_messages, flush_ms=i.flush_ms)
+                         batch_max_messages=i.batch_max_messages, flush_ms=i.flush_ms,
+                         flood=i.flood, stale_after_s=i.stale_after_s,
+                         quarantine_store=quarantine)

@@ -17,19 +17,34 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import Any
 
+from psycopg import AsyncConnection
+
+from config.settings import MqttSettings
 from shouwang.models import Device
 from shouwang.store import connect
 from simulators.community import Community
-from simulators.models import ScheduledScenario
+from simulators.models import GroundTruth, ScheduledScenario
 from simulators.payloads import ONLINE
 from simulators.publisher import MqttPublisher
 from simulators.scenarios import SCENARIOS, ScenarioError
-from simulators.scorecard import Scorecard, read_scorecard, save_scorecard, start_drill_row
+from simulators.scorecard import (
+    Scorecard,
+    fail_drill,
+    read_scorecard,
+    save_scorecard,
+    start_drill_row,
+)
 
-__all__ = ["DrillPlan", "run_drill"]
+__all__ = ["Connector", "DrillPlan", "MqttTarget", "StartedDrill", "carry_out",
+           "drill_devices", "held", "run_drill", "start_drill"]
+
+# Any: tuple rows. Lends a connection for a moment: a pool's, or one held for the drill.
+Connector = Callable[[], AbstractAsyncContextManager[AsyncConnection[Any]]]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +61,41 @@ class DrillPlan:
     seed: int = 7
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MqttTarget:
+    """The broker a drill publishes to, as ingest's own settings describe it."""
+
+    host: str
+    port: int
+    topic_root: str = "shouwang/v1"
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def from_settings(cls, mqtt: MqttSettings, host: str | None = None,
+                      port: int | None = None) -> MqttTarget:
+        """Unset ``mqtt.host`` means the embedded broker, which listens on loopback."""
+        return cls(host=host or mqtt.host or "127.0.0.1", port=port or mqtt.port,
+                   topic_root=mqtt.topic_root, username=mqtt.username,
+                   password=mqtt.password.get_secret_value() if mqtt.password else None)
+
+    def publisher(self) -> MqttPublisher:
+        return MqttPublisher(self.host, self.port, username=self.username,
+                             password=self.password)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartedDrill:
+    """A drill with its row in ``drills``, ready to play."""
+
+    drill_id: int
+    plan: DrillPlan
+    started_at: float
+    community: Community
+    truths: tuple[GroundTruth, ...]
+    devices: tuple[str, ...]  # every device that publishes drill data
+
+
 def _scenario_community(plan: DrillPlan, devices: Sequence[Device], topic_root: str,
                         epoch0: float) -> Community:
     scenario = SCENARIOS.get(plan.scenario)
@@ -56,6 +106,9 @@ def _scenario_community(plan: DrillPlan, devices: Sequence[Device], topic_root: 
     if target is None or target.site != plan.site:
         raise ScenarioError(f"device {plan.device_id!r} is not registered at site "
                             f"{plan.site!r}; a drill uses a registered device")
+    if scenario.device_type is not None and target.type is not scenario.device_type:
+        raise ScenarioError(f"scenario {plan.scenario!r} needs a {scenario.device_type.value} "
+                            f"device, not {plan.device_id!r} ({target.type.value})")
     if scenario.scope == "device":
         members = [target]
     elif scenario.scope == "building":
@@ -68,38 +121,63 @@ def _scenario_community(plan: DrillPlan, devices: Sequence[Device], topic_root: 
                      drill=True, topic_root=topic_root)
 
 
-async def run_drill(plan: DrillPlan, devices: Sequence[Device], *, dsn: str, schema: str,
-                    mqtt_host: str, mqtt_port: int, topic_root: str = "shouwang/v1",
-                    username: str | None = None, password: str | None = None,
-                    stop: asyncio.Event | None = None,
-                    clock: Callable[[], float] = time.time) -> Scorecard:
-    """Inject, wait, score; the scorecard is stored in ``drills`` and returned."""
-    stop = stop or asyncio.Event()
+def drill_devices(plan: DrillPlan, devices: Sequence[Device]) -> frozenset[str]:
+    """Every device the plan would publish drill data for (``ScenarioError`` if it cannot
+    run: unknown scenario, a device not the site's, or of the wrong type)."""
+    community = _scenario_community(plan, devices, "-", 0.0)
+    return frozenset(d.device.id for d in community.devices)
+
+
+async def start_drill(conn: AsyncConnection[Any], plan: DrillPlan,  # Any: tuple rows
+                      devices: Sequence[Device], *, topic_root: str,
+                      clock: Callable[[], float] = time.time) -> StartedDrill:
+    """Check the plan against the registry and record the drill as running.
+
+    Raises ``ScenarioError`` (nothing recorded) for an unknown scenario, a device that is
+    not the site's, or one of the wrong type.
+    """
     started_at = clock()
     community = _scenario_community(plan, devices, topic_root, started_at)
-    truths = community.ground_truth()
-    conn = await connect(dsn, schema, autocommit=True)
+    truths = tuple(community.ground_truth())
+    members = tuple(sorted(d.device.id for d in community.devices))
+    drill_id = await start_drill_row(
+        conn, scenario=plan.scenario, site=plan.site, started_at=started_at,
+        device_id=plan.device_id, devices=members, truths=truths,
+        ends_at=community.wall_ts(plan.start_after_s + plan.run_s))
+    log.info("drill %d started scenario=%s site=%s device=%s speed=%g expected=%s",
+             drill_id, plan.scenario, plan.site, plan.device_id, plan.speed,
+             [f"{t.device_id}/{t.hazard}" for t in truths])
+    return StartedDrill(drill_id=drill_id, plan=plan, started_at=started_at,
+                        community=community, truths=truths, devices=members)
+
+
+async def carry_out(drill: StartedDrill, connection: Connector, target: MqttTarget, *,
+                    stop: asyncio.Event | None = None,
+                    clock: Callable[[], float] = time.time) -> Scorecard:
+    """Play a started drill over MQTT, wait for people to answer, store the scorecard.
+
+    A drill that cannot play (the broker unreachable, the database gone) is recorded as
+    failed, with the reason, and the error raised again.
+    """
+    stop = stop or asyncio.Event()
+    plan = drill.plan
     try:
-        drill_id = await start_drill_row(conn, scenario=plan.scenario, site=plan.site,
-                                         started_at=started_at, device_id=plan.device_id)
-        log.info("drill %d started scenario=%s site=%s device=%s speed=%g expected=%s",
-                 drill_id, plan.scenario, plan.site, plan.device_id, plan.speed,
-                 [f"{t.device_id}/{t.hazard}" for t in truths])
-        async with MqttPublisher(mqtt_host, mqtt_port, username=username,
-                                 password=password) as publisher:
+        async with target.publisher() as publisher:
             try:
-                await _play(community, publisher, plan, stop)
+                await _play(drill.community, publisher, plan, stop)
             finally:
-                for device_id in sorted({t.device_id for t in truths
+                for device_id in sorted({t.device_id for t in drill.truths
                                          if t.hazard == "offline"}):
-                    topic = f"{topic_root}/{plan.site}/{device_id}/status"
+                    topic = f"{target.topic_root}/{plan.site}/{device_id}/status"
                     await publisher.publish(topic, ONLINE, retain=True)
                 await publisher.flush(30.0)
 
         async def card() -> Scorecard:
-            return await read_scorecard(conn, drill_id=drill_id, scenario=plan.scenario,
-                                        site=plan.site, device_id=plan.device_id,
-                                        started_at=started_at, truths=truths)
+            async with connection() as conn:
+                return await read_scorecard(conn, drill_id=drill.drill_id,
+                                            scenario=plan.scenario, site=plan.site,
+                                            device_id=plan.device_id,
+                                            started_at=drill.started_at, truths=drill.truths)
 
         deadline = time.monotonic() + plan.wait_s
         scored = await card()
@@ -108,10 +186,41 @@ async def run_drill(plan: DrillPlan, devices: Sequence[Device], *, dsn: str, sch
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
             scored = await card()
-        await save_scorecard(conn, scored, clock())
-        log.info("drill %d finished: %d expected, %d missed, %d unexpected", drill_id,
-                 len(scored.rows), len(scored.missed), len(scored.unexpected))
-        return scored
+        async with connection() as conn:
+            await save_scorecard(conn, scored, clock())
+    except Exception as err:
+        log.error("drill %d failed: %s", drill.drill_id, err)
+        with contextlib.suppress(Exception):
+            async with connection() as conn:
+                await fail_drill(conn, drill.drill_id, clock(), str(err) or type(err).__name__)
+        raise
+    log.info("drill %d finished: %d expected, %d missed, %d unexpected", drill.drill_id,
+             len(scored.rows), len(scored.missed), len(scored.unexpected))
+    return scored
+
+
+def held(conn: AsyncConnection[Any]) -> Connector:  # Any: tuple rows
+    """A connector lending the same open connection every time."""
+
+    @contextlib.asynccontextmanager
+    async def lend() -> AsyncIterator[AsyncConnection[Any]]:  # Any: tuple rows
+        yield conn
+
+    return lend
+
+
+async def run_drill(plan: DrillPlan, devices: Sequence[Device], *, dsn: str, schema: str,
+                    mqtt_host: str, mqtt_port: int, topic_root: str = "shouwang/v1",
+                    username: str | None = None, password: str | None = None,
+                    stop: asyncio.Event | None = None,
+                    clock: Callable[[], float] = time.time) -> Scorecard:
+    """Inject, wait, score; the scorecard is stored in ``drills`` and returned."""
+    target = MqttTarget(host=mqtt_host, port=mqtt_port, topic_root=topic_root,
+                        username=username, password=password)
+    conn = await connect(dsn, schema, autocommit=True)
+    try:
+        drill = await start_drill(conn, plan, devices, topic_root=topic_root, clock=clock)
+        return await carry_out(drill, held(conn), target, stop=stop, clock=clock)
     finally:
         await conn.close()
 

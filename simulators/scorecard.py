@@ -25,6 +25,7 @@ __all__ = [
     "ScoreRow",
     "Scorecard",
     "UnexpectedAlert",
+    "fail_drill",
     "load_scorecard",
     "read_scorecard",
     "save_scorecard",
@@ -111,11 +112,20 @@ class Scorecard:
 
 
 async def start_drill_row(conn: AsyncConnection[Any], *, scenario: str, site: str,
-                          started_at: float, device_id: str) -> int:  # Any: tuple rows
+                          started_at: float, device_id: str, devices: Sequence[str] = (),
+                          truths: Sequence[GroundTruth] = (),
+                          ends_at: float | None = None) -> int:  # Any: tuple rows
+    """The drill's row while it runs: what it expects, and which devices it plays on (the
+    data a purge removes)."""
+    running = {"device_id": device_id, "status": "running", "ends_at": ends_at,
+               "expected": [{"device_id": t.device_id, "hazard": t.hazard,
+                             "severity": t.severity.label, "onset_ts": t.onset_ts}
+                            for t in truths]}
     cur = await conn.execute(
-        "INSERT INTO drills (scenario, site, started_at, report) "
-        "VALUES (%s, %s, to_timestamp(%s), %s) RETURNING id",
-        (scenario, site, started_at, Jsonb({"device_id": device_id, "status": "running"})))
+        "INSERT INTO drills (scenario, site, started_at, report, device_id, devices) "
+        "VALUES (%s, %s, to_timestamp(%s), %s, %s, %s) RETURNING id",
+        (scenario, site, started_at, Jsonb(running), device_id,
+         list(devices) or [device_id]))
     row = await cur.fetchone()
     if row is None:
         raise RuntimeError("INSERT ... RETURNING gave no row")
@@ -126,6 +136,14 @@ async def save_scorecard(conn: AsyncConnection[Any], card: Scorecard,
                          finished_at: float) -> None:  # Any: tuple rows
     await conn.execute("UPDATE drills SET finished_at = to_timestamp(%s), report = %s "
                        "WHERE id = %s", (finished_at, Jsonb(card.to_json()), card.drill_id))
+
+
+async def fail_drill(conn: AsyncConnection[Any], drill_id: int, finished_at: float,
+                     error: str) -> None:  # Any: tuple rows
+    """A drill that could not play out: finished, no scorecard, the reason kept."""
+    await conn.execute("UPDATE drills SET finished_at = to_timestamp(%s), "
+                       "report = report || %s WHERE id = %s",
+                       (finished_at, Jsonb({"status": "failed", "error": error}), drill_id))
 
 
 async def read_scorecard(conn: AsyncConnection[Any], *, drill_id: int, scenario: str,
@@ -183,6 +201,6 @@ async def read_scorecard(conn: AsyncConnection[Any], *, drill_id: int, scenario:
 async def load_scorecard(conn: AsyncConnection[Any], drill_id: int) -> Scorecard | None:
     """A finished drill's stored scorecard; None if unknown or still running."""
     cur = await conn.execute("SELECT report FROM drills WHERE id = %s AND finished_at IS NOT "
-                             "NULL", (drill_id,))
+                             "NULL AND report ? 'rows'", (drill_id,))
     row = await cur.fetchone()
     return None if row is None else Scorecard.from_json(row[0])

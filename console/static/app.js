@@ -8,20 +8,19 @@
   const NOTIFICATION_REFRESH_MS = 10000;
   const NOTIFICATION_LIMIT = 30;
   const LOW_BATTERY = 20;           // percent
-  const RECONNECT_MS = 5000;        // after the server refused the stream outright
+  const DUE_RECHECK_MS = 1500;      // after a step's due time: ask again (reminders are not streamed)
   const ENDED = new Set(["resolved", "expired"]);
-  const CAN_ACK = new Set(["open", "escalated"]);
+  const { el, bilingual, fetchJSON, showProblem, clearProblem, formatDuration, CAN_ACK, ALARM } =
+    window.Shouwang;
 
   // [Chinese, English] pairs; an unknown code is shown as it is.
   const LABELS = {
-    severity: {
-      red: ["红色", "Red"], orange: ["橙色", "Orange"],
-      yellow: ["黄色", "Yellow"], blue: ["蓝色", "Blue"],
-    },
-    status: {
-      open: ["待处理", "Open"], acknowledged: ["已确认", "Acknowledged"],
-      escalated: ["已升级", "Escalated"], suppressed: ["已抑制", "Suppressed"],
-      resolved: ["已处置", "Resolved"], expired: ["已过期", "Expired"],
+    severity: window.Shouwang.SEVERITY,
+    status: window.Shouwang.STATUS,
+    group: {
+      fire_station: ["微型消防站", "fire station"], duty_officers: ["值班员", "duty officers"],
+      public: ["社区广播", "loudspeakers"], building_managers: ["楼栋管理员", "building managers"],
+      family_contacts: ["家属", "family"],
     },
     hazard: {
       gas: ["可燃气体泄漏", "Gas leak"], co: ["一氧化碳", "Carbon monoxide"],
@@ -59,14 +58,15 @@
   const alerts = new Map();       // id -> alert as /api/alerts returns it
   const busy = new Set();         // alert ids with an action in flight
   let durationCells = [];         // [cell, opened_at ms] for the ticking "open for" column
+  let countdownCells = [];        // [cell, due ms, alert id] for the escalation countdowns
+  const rechecks = new Set();     // alert ids whose step is due: asked for again once
+  const sitePlans = new Map();    // site id -> its configured plan (absent: drawn from devices)
   let loadSeq = 0;                // newest /api/alerts load; older answers are ignored
   let buffered = null;            // stream updates that arrive while the list loads
   let notificationTimer = null;
   let lastDevices = [];           // for the site plan
 
   const $ = (id) => document.getElementById(id);
-  const { el, bilingual, fetchJSON } = window.Shouwang;
-  const ALARM = new Set(["red", "orange"]);
 
   function label(table, code) {
     return LABELS[table][code] || [String(code), ""];
@@ -81,26 +81,6 @@
     }
     row.append(td);
     return td;
-  }
-
-  function showProblem(message) {
-    const box = $("problem");
-    box.textContent = message;
-    box.hidden = false;
-  }
-
-  function clearProblem() {
-    $("problem").hidden = true;
-  }
-
-  function formatDuration(seconds) {
-    const s = Math.max(0, Math.floor(seconds));
-    const days = Math.floor(s / 86400);
-    const h = Math.floor((s % 86400) / 3600);
-    const m = Math.floor((s % 3600) / 60);
-    const pad = (n) => String(n).padStart(2, "0");
-    const clock = (h ? h + ":" + pad(m) : String(m)) + ":" + pad(s % 60);
-    return days ? days + "天 d " + clock : clock;
   }
 
   function formatTime(iso) {
@@ -121,18 +101,47 @@
   // ---- alerts ---------------------------------------------------------------------------
 
   function sortedAlerts() {
-    return [...alerts.values()].sort((a, b) =>
-      (b.severity_level - a.severity_level) || (Date.parse(b.opened_at) - Date.parse(a.opened_at)));
+    return [...alerts.values()].sort(window.Shouwang.byUrgency);
   }
 
-  function actionButton(alert, action, pair, enabled) {
+  function actionButton(alert, action, pair, enabled, onClick) {
     const button = el("button", "act act-" + action);
     button.type = "button";
     button.append(bilingual(pair));
     button.disabled = !enabled || busy.has(alert.id);
     button.hidden = !window.Shouwang.canAct();
-    button.addEventListener("click", () => act(alert.id, action));
+    button.addEventListener("click", onClick || (() => act(alert.id, action)));
     return button;
+  }
+
+  function groupNames(groups) {
+    if (!groups.length) return "—";
+    return groups.map((g) => window.Shouwang.text(label("group", g))).join("、");
+  }
+
+  // "step 2/3: loudspeakers", then "next 3/3 duty officers in 0:42" while it still counts.
+  function escalationCell(row, alert) {
+    const td = cell(row, "escalation");
+    const esc = alert.escalation;
+    if (!esc) {
+      td.append("—");
+      return;
+    }
+    const step = el("div", "esc-step");
+    step.append(bilingual(["第" + esc.step + "/" + esc.steps + "级", "step " + esc.step + "/" + esc.steps]),
+      ": " + groupNames(esc.groups));
+    td.append(step);
+    const next = esc.next;
+    if (!next) return;
+    const due = Date.parse(next.due_at);
+    const line = el("div", "esc-next");
+    const what = next.reminder ?
+      ["提醒 " + next.number + "/" + next.of, "reminder " + next.number + "/" + next.of] :
+      ["下一级 " + next.number + "/" + next.of, "next " + next.number + "/" + next.of];
+    const countdown = el("span", "countdown", formatDuration((due - Date.now()) / 1000));
+    line.append(bilingual(what), " ", countdown, " → " + groupNames(next.groups));
+    td.append(line);
+    countdownCells.push([countdown, due, alert.id]);
   }
 
   function alertRow(alert) {
@@ -152,7 +161,14 @@
     const value = cell(row, "value", formatValue(alert));
     const trend = trends.get(alert.id);
     if (trend) value.append(el("span", "trend trend-" + trend, trend === "up" ? " ▲" : " ▼"));
-    cell(row, "status status-" + alert.status, bilingual(label("status", alert.status)));
+    const status = cell(row, "status status-" + alert.status, bilingual(label("status", alert.status)));
+    if (alert.assignment) {
+      const who = el("div", "assignee");
+      who.append(bilingual(["指派: ", "Assigned: "]), alert.assignment.assignee);
+      if (alert.assignment.note) who.title = alert.assignment.note;
+      status.append(who);
+    }
+    escalationCell(row, alert);
 
     const opened = Date.parse(alert.opened_at);
     const since = cell(row, "since", formatDuration((Date.now() - opened) / 1000));
@@ -165,6 +181,8 @@
     cell(row, "actions",
       actionButton(alert, "ack", ["确认", "Acknowledge"], CAN_ACK.has(alert.status)),
       actionButton(alert, "resolve", ["处置完成", "Resolve"], !ENDED.has(alert.status)),
+      actionButton(alert, "assign", ["指派", "Assign"], !ENDED.has(alert.status),
+        () => openAssign(alert.id)),
       history);
     return row;
   }
@@ -172,6 +190,7 @@
   function renderAlerts() {
     const list = sortedAlerts();
     durationCells = [];
+    countdownCells = [];
     $("alert-rows").replaceChildren(...list.map(alertRow));
     $("alert-count").textContent = String(list.length);
     $("no-alerts").hidden = list.length > 0;
@@ -182,14 +201,37 @@
   function tick() {
     const now = Date.now();
     for (const [td, opened] of durationCells) td.textContent = formatDuration((now - opened) / 1000);
+    for (const [span, due, id] of countdownCells) {
+      span.textContent = formatDuration((due - now) / 1000);
+      span.classList.toggle("countdown-due", due <= now);
+      if (due + DUE_RECHECK_MS <= now && !rechecks.has(id)) recheck(id);
+    }
     $("clock").textContent = new Date().toLocaleTimeString("zh-CN", { hour12: false });
   }
 
   // Rising or falling since the previous value this page saw for the alert.
   const trends = new Map();        // alert id -> "up" | "down"
 
+  // Asked once per due step: a step that fired comes on the stream, a reminder does not.
+  async function recheck(id) {
+    rechecks.add(id);
+    try {
+      apply(await fetchJSON("/api/alerts/" + id));
+      renderAlerts();
+    } catch (err) {
+      if (err.status === 404) alerts.delete(id);
+    }
+  }
+
   function apply(alert) {
     const before = alerts.get(alert.id);
+    // A live update may come without the board's notes (they could not be read): keep ours.
+    for (const key of ["assignment", "escalation"]) {
+      if (!(key in alert) && before) alert[key] = before[key];
+    }
+    const beforeDue = before && before.escalation && before.escalation.next ? before.escalation.next.due_at : null;
+    const afterDue = alert.escalation && alert.escalation.next ? alert.escalation.next.due_at : null;
+    if (beforeDue !== afterDue) rechecks.delete(alert.id);
     if (before && before.last_value !== null && alert.last_value !== null &&
         before.last_value !== alert.last_value) {
       trends.set(alert.id, alert.last_value > before.last_value ? "up" : "down");
@@ -248,45 +290,81 @@
     }
   }
 
-  function setLink(up) {
-    const link = $("link");
-    link.className = "link " + (up ? "link-up" : "link-down");
-    link.replaceChildren(bilingual(up ? ["实时连接", "live"] : ["重新连接中…", "reconnecting…"]));
+  function onAlert(alert) {
+    const before = alerts.get(alert.id);
+    const alarming = ALARM.has(alert.severity) && CAN_ACK.has(alert.status) &&
+      (!before || before.severity_level < alert.severity_level || !CAN_ACK.has(before.status));
+    if (alarming) window.Shouwang.beep(alert.severity);
+    if (buffered) {
+      buffered.push(alert);
+    } else {
+      apply(alert);
+      renderAlerts();
+    }
+    scheduleNotifications();
   }
 
   function connect() {
-    const source = new EventSource("/api/stream");
-    source.addEventListener("open", () => {
-      setLink(true);
-      loadAlerts();   // after subscribing, so nothing falls between the list and the stream
-    });
-    source.addEventListener("alert", (event) => {
-      let alert;
-      try {
-        alert = JSON.parse(event.data);
-      } catch (err) {
-        return;
-      }
-      const before = alerts.get(alert.id);
-      const alarming = ALARM.has(alert.severity) && CAN_ACK.has(alert.status) &&
-        (!before || before.severity_level < alert.severity_level || !CAN_ACK.has(before.status));
-      if (alarming) window.Shouwang.beep(alert.severity);
-      if (buffered) {
-        buffered.push(alert);
-      } else {
-        apply(alert);
-        renderAlerts();
-      }
-      scheduleNotifications();
-    });
-    source.addEventListener("resync", () => loadAlerts());
-    source.addEventListener("error", () => {
-      setLink(false);
-      if (source.readyState === EventSource.CLOSED) {
-        setTimeout(connect, RECONNECT_MS);
-      }
-    });
+    window.Shouwang.liveAlerts({ open: loadAlerts, alert: onAlert, resync: loadAlerts },
+      [["实时连接", "live"], ["重新连接中…", "reconnecting…"]]);
   }
+
+  // ---- assign: to a console user of the site, or a person from the alerting groups ---------
+
+  let assigning = null;           // the alert id the dialog is for
+
+  async function openAssign(id) {
+    const dialog = $("assign");
+    try {
+      const people = await fetchJSON("/api/alerts/" + id + "/assignees");
+      const alert = alerts.get(id);
+      assigning = id;
+      $("assign-title").replaceChildren("#" + id + " ",
+        bilingual(label("hazard", alert ? alert.hazard : "")),
+        alert ? " · " + (alert.location.text || alert.device_id) : "");
+      $("assign-who").replaceChildren(...people.map((person) => {
+        const kind = person.kind === "user" ?
+          window.Shouwang.text(ROLE_LABELS[person.detail] || [person.detail, person.detail]) :
+          window.Shouwang.text(label("group", person.detail));
+        const option = el("option", "", person.name + " · " + kind);
+        option.value = person.name;
+        return option;
+      }));
+      if (alert && alert.assignment) $("assign-who").value = alert.assignment.assignee;
+      $("assign-note").value = "";
+      dialog.showModal();
+    } catch (err) {
+      showProblem("指派人员加载失败 Could not load people: " + err.message);
+    }
+  }
+
+  async function submitAssign(event) {
+    event.preventDefault();
+    const id = assigning;
+    if (id === null) return;
+    busy.add(id);
+    $("assign-submit").disabled = true;
+    try {
+      const alert = await fetchJSON("/api/alerts/" + id + "/assign", {
+        method: "POST",
+        body: JSON.stringify({ assignee: $("assign-who").value, note: $("assign-note").value }),
+      });
+      apply(alert);
+      clearProblem();
+      $("assign").close();
+    } catch (err) {
+      showProblem("指派未完成 Not assigned: " + err.message);
+    } finally {
+      busy.delete(id);
+      $("assign-submit").disabled = false;
+      renderAlerts();
+    }
+  }
+
+  const ROLE_LABELS = {
+    admin: ["管理员", "admin"], duty_officer: ["值班员", "duty officer"],
+    fire_station: ["微型消防站", "fire station"], viewer: ["只读", "viewer"],
+  };
 
   // ---- devices --------------------------------------------------------------------------
 
@@ -392,6 +470,11 @@
     }
     const drawings = [];
     for (const [siteId, buildings] of [...sites].sort((a, b) => a[0].localeCompare(b[0]))) {
+      if (sitePlans.has(siteId)) {
+        drawings.push(configuredPlan(siteId, sitePlans.get(siteId),
+          lastDevices.filter((d) => d.site === siteId), worst));
+        continue;
+      }
       const names = [...buildings.keys()].sort((a, b) => a.localeCompare(b, "zh-CN", { numeric: true }));
       const perRow = Math.floor((PLAN.colW - 40) / (PLAN.dot * 2 + 3));
       const floorHeight = (devices) => Math.ceil(devices.length / perRow) * (PLAN.dot * 2 + 4) + 8;
@@ -440,6 +523,100 @@
     return window.Shouwang.lang() === "en";
   }
 
+  async function loadPlans() {
+    try {
+      for (const site of await fetchJSON("/api/sites")) {
+        if (site.plan) sitePlans.set(site.id, site.plan);
+      }
+      renderPlan();
+    } catch (err) {
+      showProblem("平面图加载失败 Could not load site plans: " + err.message);
+    }
+  }
+
+  function floorName(floor) {
+    return floor ? floor + (S_LANG_EN() ? "F" : "层") : "";
+  }
+
+  function planDot(device, alert, cx, cy, r) {
+    const dot = svgNode("circle", { cx, cy, r: alert ? r : Math.max(2, r - 2),
+      class: alert ? "plan-dot plan-alert sev-" + alert.severity : "plan-dot plan-" + device.status });
+    dot.dataset.deviceId = device.id;
+    dot.append(svgNode("title", {}, (device.name || device.id) + " · " + (device.location.text || "") +
+      (alert ? " · " + window.Shouwang.text(label("hazard", alert.hazard)) : "")));
+    return dot;
+  }
+
+  // A configured plan: each building where the config puts it, its floors as bands (the
+  // top floor at the top), a floor's rooms side by side; devices as dots in their place.
+  function configuredPlan(siteId, plan, devices, worst) {
+    const root = svgNode("svg", { viewBox: "0 0 " + plan.width + " " + plan.height,
+      width: Math.round(plan.width * PLAN.zoom), height: Math.round(plan.height * PLAN.zoom),
+      class: "plan-svg plan-configured", role: "img" });
+    root.dataset.site = siteId;
+    root.append(svgNode("title", {}, siteId));
+    const placed = new Set();
+    for (const building of plan.buildings) {
+      const inside = devices.filter((d) => d.location.building === building.name);
+      const floors = building.floors.length ? building.floors.map((f) => f.name) :
+        [...new Set(inside.map((d) => d.location.floor))].sort((a, b) => floorRank(a) - floorRank(b));
+      const rooms = new Map(building.floors.map((f) => [f.name, f.rooms]));
+      const group = svgNode("g", { class: "plan-block" });
+      group.dataset.building = building.name;
+      group.append(svgNode("rect", { x: building.x, y: building.y, width: building.width,
+        height: building.height, class: "plan-building" }));
+      group.append(svgNode("text", { x: building.x + building.width / 2, y: building.y - 6,
+        "text-anchor": "middle", class: "plan-label" }, building.label));
+      const band = building.height / Math.max(1, floors.length);
+      const labelW = Math.min(36, building.width / 4);
+      const r = Math.max(3, Math.min(7, band / 3));
+      floors.forEach((floor, i) => {
+        const top = building.y + building.height - (i + 1) * band;
+        if (i < floors.length - 1) {
+          group.append(svgNode("line", { x1: building.x, x2: building.x + building.width,
+            y1: top, y2: top, class: "plan-floor" }));
+        }
+        group.append(svgNode("text", { x: building.x + 3, y: top + Math.min(band - 2, band / 2 + 4),
+          class: "plan-floor-label" }, floorName(floor)));
+        const onFloor = inside.filter((d) => d.location.floor === floor);
+        const named = rooms.get(floor) || [];
+        const inRoom = (d) => named.find((room) => (d.location.room || "").startsWith(room));
+        const cells = [...named];
+        if (onFloor.some((d) => !inRoom(d))) cells.push("");
+        const cellW = (building.width - labelW) / Math.max(1, cells.length);
+        cells.forEach((room, c) => {
+          const x = building.x + labelW + c * cellW;
+          if (named.length) {
+            group.append(svgNode("line", { x1: x, x2: x, y1: top, y2: top + band, class: "plan-floor" }));
+            if (room) {
+              group.append(svgNode("text", { x: x + 2, y: top + Math.min(11, band - 1),
+                class: "plan-room-label" }, room));
+            }
+          }
+          const here = onFloor.filter((d) => (inRoom(d) || "") === room);
+          const perRow = Math.max(1, Math.floor((cellW - 4) / (r * 2 + 3)));
+          here.forEach((device, k) => {
+            const cx = x + 4 + r + (k % perRow) * (r * 2 + 3);
+            const cy = top + band - r - 3 - Math.floor(k / perRow) * (r * 2 + 3);
+            group.append(planDot(device, worst.get(device.id), cx, cy, r));
+            placed.add(device.id);
+          });
+        });
+      });
+      root.append(group);
+    }
+    const figure = el("figure", "plan-site");
+    figure.append(el("figcaption", "", siteId), root);
+    const unplaced = devices.filter((d) => !placed.has(d.id));
+    if (unplaced.length) {
+      const note = el("p", "plan-unplaced");
+      note.append(bilingual(["不在平面图上: ", "Not on the plan: "]),
+        unplaced.map((d) => (d.name || d.id) + (worst.has(d.id) ? " ⚠" : "")).join("、"));
+      figure.append(note);
+    }
+    return figure;
+  }
+
   // ---- notifications --------------------------------------------------------------------
 
   function notificationRow(note) {
@@ -484,6 +661,7 @@
     opened: ["报警", "Opened"], acknowledged: ["确认", "Acknowledged"],
     escalated: ["升级", "Escalated"], resolved: ["处置完成", "Resolved"],
     expired: ["过期", "Expired"], suppressed: ["抑制", "Suppressed"], updated: ["更新", "Updated"],
+    assigned: ["指派", "Assigned"], reminded: ["提醒", "Reminder"],
   };
 
   async function showHistory(id) {
@@ -523,6 +701,9 @@
     }
     window.Shouwang.controls($("controls"), rerender);
     $("history-close").addEventListener("click", () => $("history").close());
+    $("assign-form").addEventListener("submit", submitAssign);
+    $("assign-cancel").addEventListener("click", () => $("assign").close());
+    loadPlans();
     $("device-filters").addEventListener("change", loadDevices);
     renderAlerts();
     tick();

@@ -1,5 +1,6 @@
-// Shared by every console page: the session (CSRF token), JSON calls, the language switch
-// and the alarm sound. Data is only ever inserted with textContent.
+// Shared by every console page: the session (CSRF token), JSON calls, the language switch,
+// the alarm sound, the problem banner, durations, and the live alert stream.
+// Data is only ever inserted with textContent.
 "use strict";
 
 window.Shouwang = (function () {
@@ -7,6 +8,7 @@ window.Shouwang = (function () {
   const SOUND_KEY = "shouwang.sound";
   let session = null;             // {name, role, sites, csrf_token}
   let audio = null;               // AudioContext, made on the first user gesture
+  const RECONNECT_MS = 5000;      // after the server refused the stream outright
 
   function el(tag, className, text) {
     const node = document.createElement(tag);
@@ -158,6 +160,69 @@ window.Shouwang = (function () {
     container.append(who, soundButton, langButton, out);
   }
 
+  // ---- the problem banner (#problem) every page has -----------------------------------------
+
+  function showProblem(message) {
+    const box = document.getElementById("problem");
+    box.textContent = message;
+    box.hidden = false;
+  }
+
+  function clearProblem() {
+    document.getElementById("problem").hidden = true;
+  }
+
+  // ---- times -------------------------------------------------------------------------------
+
+  // "m:ss", "h:mm:ss", or with days in front.
+  function formatDuration(seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    const days = Math.floor(s / 86400);
+    const h = Math.floor((s % 86400) / 3600);
+    const m = Math.floor((s % 3600) / 60);
+    const pad = (n) => String(n).padStart(2, "0");
+    const clock = (h ? h + ":" + pad(m) : String(m)) + ":" + pad(s % 60);
+    return days ? days + "天 d " + clock : clock;
+  }
+
+  // Most severe first, then the newest.
+  function byUrgency(a, b) {
+    return (b.severity_level - a.severity_level) || (Date.parse(b.opened_at) - Date.parse(a.opened_at));
+  }
+
+  // ---- the live alert stream ---------------------------------------------------------------
+  // handlers: {open(), alert(alert), resync()}; linkLabels: [[zh, en] when up, [zh, en] when down].
+
+  function liveAlerts(handlers, linkLabels) {
+    const setLink = (up) => {
+      const link = document.getElementById("link");
+      link.className = "link " + (up ? "link-up" : "link-down");
+      link.replaceChildren(bilingual(up ? linkLabels[0] : linkLabels[1]));
+    };
+    const connect = () => {
+      const source = new EventSource("/api/stream");
+      source.addEventListener("open", () => {
+        setLink(true);
+        handlers.open();   // after subscribing, so nothing falls between the list and the stream
+      });
+      source.addEventListener("alert", (event) => {
+        let alert;
+        try {
+          alert = JSON.parse(event.data);
+        } catch (err) {
+          return;
+        }
+        handlers.alert(alert);
+      });
+      source.addEventListener("resync", () => handlers.resync());
+      source.addEventListener("error", () => {
+        setLink(false);
+        if (source.readyState === EventSource.CLOSED) setTimeout(connect, RECONNECT_MS);
+      });
+    };
+    connect();
+  }
+
   // Hazard names shared by the pages (the board keeps its own fuller table).
   const HAZARD = {
     gas: ["可燃气体泄漏", "Gas leak"], co: ["一氧化碳", "Carbon monoxide"],
@@ -167,6 +232,16 @@ window.Shouwang = (function () {
     fall: ["跌倒", "Fall"], sos: ["紧急呼救", "SOS"], inactivity: ["长时间无活动", "Inactivity"],
     offline: ["设备离线", "Device offline"], tamper: ["设备被拆", "Tamper"], siren: ["声光报警", "Siren"],
   };
+  const SEVERITY = {
+    red: ["红色", "Red"], orange: ["橙色", "Orange"], yellow: ["黄色", "Yellow"], blue: ["蓝色", "Blue"],
+  };
+  const STATUS = {
+    open: ["待处理", "Open"], acknowledged: ["已确认", "Acknowledged"],
+    escalated: ["已升级", "Escalated"], suppressed: ["已抑制", "Suppressed"],
+    resolved: ["已处置", "Resolved"], expired: ["已过期", "Expired"],
+  };
+  const ALARM = new Set(["red", "orange"]);        // these ring
+  const CAN_ACK = new Set(["open", "escalated"]);
   const ROLES = {
     admin: ["管理员", "Admin"], duty_officer: ["值班员", "Duty officer"],
     fire_station: ["微型消防站", "Fire station"], viewer: ["只读", "Viewer"],
@@ -177,7 +252,8 @@ window.Shouwang = (function () {
   document.addEventListener("keydown", unlockAudio);
 
   return {
-    HAZARD, el, bilingual, text, lang, setLang, fetchJSON, loadSession, canAct, beep, controls,
-    session: () => session,
+    HAZARD, SEVERITY, STATUS, ALARM, CAN_ACK, el, bilingual, text, lang, setLang, fetchJSON,
+    loadSession, canAct, beep, controls, showProblem, clearProblem, formatDuration, byUrgency,
+    liveAlerts, session: () => session,
   };
 })();

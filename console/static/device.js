@@ -4,18 +4,16 @@
 
 (function () {
   const S = window.Shouwang;
-  const { el, bilingual } = S;
+  const { el, bilingual, showProblem } = S;
   const SVG = "http://www.w3.org/2000/svg";
   const WIDTH = 900;
   const HEIGHT = 320;
   const PAD = { left: 60, right: 90, top: 16, bottom: 34 };
   const COLOURS = { red: "#d7191c", orange: "#f07c00", yellow: "#c9a400", blue: "#1f6fd1" };
-  const SEVERITY = { red: ["红色", "Red"], orange: ["橙色", "Orange"], yellow: ["黄色", "Yellow"], blue: ["蓝色", "Blue"] };
-  const STATUS = {
+  const SEVERITY = S.SEVERITY;
+  const STATUS = Object.assign({
     online: ["在线", "Online"], offline: ["离线", "Offline"], unknown: ["未上报", "Never seen"],
-    open: ["待处理", "Open"], acknowledged: ["已确认", "Acknowledged"], escalated: ["已升级", "Escalated"],
-    suppressed: ["已抑制", "Suppressed"], resolved: ["已处置", "Resolved"], expired: ["已过期", "Expired"],
-  };
+  }, S.STATUS);
 
   const $ = (id) => document.getElementById(id);
   const deviceId = new URLSearchParams(location.search).get("id") || "";
@@ -25,11 +23,6 @@
     const node = document.createElementNS(SVG, tag);
     for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, String(value));
     return node;
-  }
-
-  function showProblem(message) {
-    $("problem").textContent = message;
-    $("problem").hidden = false;
   }
 
   function time(iso) {

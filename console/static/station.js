@@ -4,19 +4,8 @@
 
 (function () {
   const S = window.Shouwang;
-  const { el, bilingual } = S;
-  const RECONNECT_MS = 5000;
+  const { el, bilingual, SEVERITY, STATUS, CAN_ACK, ALARM, HAZARD, showProblem } = S;
   const SHOWN = new Set(["open", "escalated", "acknowledged"]);
-  const CAN_ACK = new Set(["open", "escalated"]);
-  const ALARM = new Set(["red", "orange"]);
-
-  const SEVERITY = {
-    red: ["红色", "Red"], orange: ["橙色", "Orange"], yellow: ["黄色", "Yellow"], blue: ["蓝色", "Blue"],
-  };
-  const STATUS = {
-    open: ["待处理", "Open"], escalated: ["已升级", "Escalated"], acknowledged: ["已确认", "Acknowledged"],
-  };
-  const HAZARD = S.HAZARD;
   const TODO = {
     gas: ["关闭燃气总阀，开窗通风；严禁开关电器、动用明火；疏散同层住户。",
       "Shut the gas main and open windows; no switches or flames; evacuate the floor."],
@@ -47,17 +36,8 @@
 
   const $ = (id) => document.getElementById(id);
 
-  function showProblem(message) {
-    $("problem").textContent = message;
-    $("problem").hidden = false;
-  }
-
   function since(iso) {
-    const s = Math.max(0, Math.floor((Date.now() - Date.parse(iso)) / 1000));
-    const pad = (n) => String(n).padStart(2, "0");
-    const h = Math.floor(s / 3600);
-    const m = Math.floor((s % 3600) / 60);
-    return (h ? h + ":" + pad(m) : String(m)) + ":" + pad(s % 60);
+    return S.formatDuration((Date.now() - Date.parse(iso)) / 1000);
   }
 
   function field(pair, value) {
@@ -115,8 +95,7 @@
 
   function render() {
     timers = [];
-    const list = [...alerts.values()].sort((a, b) =>
-      (b.severity_level - a.severity_level) || (Date.parse(b.opened_at) - Date.parse(a.opened_at)));
+    const list = [...alerts.values()].sort(S.byUrgency);
     $("station-alerts").replaceChildren(...list.map(card));
     $("no-alerts").hidden = list.length > 0;
     document.title = (list.length ? "(" + list.length + ") " : "") + "微型消防站 · 守望";
@@ -133,7 +112,7 @@
       alerts.clear();
       for (const alert of list) apply(alert);
       render();
-      $("problem").hidden = true;
+      S.clearProblem();
     } catch (err) {
       showProblem("警报加载失败 Could not load alerts: " + err.message);
     }
@@ -153,36 +132,17 @@
     }
   }
 
-  function setLink(up) {
-    const link = $("link");
-    link.className = "link " + (up ? "link-up" : "link-down");
-    link.replaceChildren(bilingual(up ? ["实时", "live"] : ["重连中…", "reconnecting…"]));
+  function onAlert(alert) {
+    const before = alerts.get(alert.id);
+    if (ALARM.has(alert.severity) && CAN_ACK.has(alert.status) &&
+        (!before || before.severity_level < alert.severity_level)) S.beep(alert.severity);
+    apply(alert);
+    render();
   }
 
   function connect() {
-    const source = new EventSource("/api/stream");
-    source.addEventListener("open", () => {
-      setLink(true);
-      load();
-    });
-    source.addEventListener("alert", (event) => {
-      let alert;
-      try {
-        alert = JSON.parse(event.data);
-      } catch (err) {
-        return;
-      }
-      const before = alerts.get(alert.id);
-      if (ALARM.has(alert.severity) && CAN_ACK.has(alert.status) &&
-          (!before || before.severity_level < alert.severity_level)) S.beep(alert.severity);
-      apply(alert);
-      render();
-    });
-    source.addEventListener("resync", load);
-    source.addEventListener("error", () => {
-      setLink(false);
-      if (source.readyState === EventSource.CLOSED) setTimeout(connect, RECONNECT_MS);
-    });
+    S.liveAlerts({ open: load, alert: onAlert, resync: load },
+      [["实时", "live"], ["重连中…", "reconnecting…"]]);
   }
 
   async function start() {

@@ -8,6 +8,7 @@ from detectors.anomaly.iforest import FlatForest, IsolationForestDetector
 from detectors.anomaly.registry import DESCRIPTIONS, DETECTORS, make_detector
 from detectors.anomaly.robust_z import RobustZScore
 from detectors.anomaly.seasonal import SeasonalBaseline
+from detectors.anomaly.type_forest import TypeForest
 
 __all__ = [
     "DESCRIPTIONS",
@@ -22,5 +23,6 @@ __all__ = [
     "RobustZScore",
     "SeasonalBaseline",
     "ThresholdFilter",
+    "TypeForest",
     "make_detector",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -45,6 +45,16 @@ class FlatForest:
     path: np.ndarray         # (trees, nodes) float: depth + c(samples) at leaves
     depth: int
     norm: float              # c(max_samples), the normaliser of the mean path
+    # The same trees in one flat array each, children as flat indices: one ``take`` per
+    # level instead of a 2-D gather (about twice as fast on a batch).
+    _flat: tuple[np.ndarray, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        trees, width = self.feature.shape
+        base = (np.arange(trees, dtype=np.intp) * width)[:, None]
+        flat = (self.feature.ravel(), self.threshold.ravel(), (self.left + base).ravel(),
+                (self.right + base).ravel(), self.path.ravel(), base.ravel())
+        object.__setattr__(self, "_flat", flat)
 
     @classmethod
     def from_sklearn(cls, forest: IsolationForest) -> FlatForest:
@@ -84,13 +94,15 @@ class FlatForest:
         scikit-learn's trees do.
         """
         rows = np.atleast_2d(np.asarray(rows, dtype=np.float32)).astype(float)
-        trees = np.arange(self.feature.shape[0])[None, :]
-        node = np.zeros((rows.shape[0], self.feature.shape[0]), dtype=np.intp)
-        sample = np.arange(rows.shape[0])[:, None]
+        feature, threshold, left, right, path, roots = self._flat
+        count, width = rows.shape
+        values = rows.ravel()
+        offsets = (np.arange(count, dtype=np.intp) * width)[:, None]
+        node = np.broadcast_to(roots, (count, roots.size))
         for _ in range(self.depth):
-            go_left = rows[sample, self.feature[trees, node]] <= self.threshold[trees, node]
-            node = np.where(go_left, self.left[trees, node], self.right[trees, node])
-        mean_path: np.ndarray = self.path[trees, node].mean(axis=1)
+            go_left = values.take(offsets + feature.take(node)) <= threshold.take(node)
+            node = np.where(go_left, left.take(node), right.take(node))
+        mean_path: np.ndarray = path.take(node).mean(axis=1)
         scores: np.ndarray = np.exp2(-mean_path / self.norm)
         return scores
 

@@ -93,23 +93,23 @@ async def upsert_live(cur: AsyncCursor[Any], detection: Detection, now: float) -
         "WITH live AS (SELECT id, severity FROM alerts WHERE device_id = %s AND hazard = %s "
         "AND status = ANY(%s) FOR UPDATE) "
         "UPDATE alerts a SET severity = greatest(a.severity, %s), last_value = %s, "
-        "message = %s, updated_at = to_timestamp(%s) FROM live WHERE a.id = live.id "
-        "RETURNING a.id, live.severity < %s",
+        "message = %s, updated_at = to_timestamp(%s), last_detection_at = to_timestamp(%s) "
+        "FROM live WHERE a.id = live.id RETURNING a.id, live.severity < %s",
         (detection.device_id, detection.hazard, list(_LIVE), int(detection.severity),
-         detection.value, detection.message, now, int(detection.severity)))
+         detection.value, detection.message, now, now, int(detection.severity)))
     row: Any = await cur.fetchone()  # Any: one database row
     created = row is None
     raised = bool(row[1]) if row is not None else False
     if created:
         await cur.execute(
             "INSERT INTO alerts (site, device_id, hazard, kind, severity, status, opened_at, "
-            "last_value, message, drill, updated_at) VALUES (%s, %s, %s, %s, %s, 'open', "
-            "to_timestamp(%s), %s, %s, %s, to_timestamp(%s)) "
+            "last_value, message, drill, updated_at, last_detection_at) VALUES (%s, %s, %s, %s, "
+            "%s, 'open', to_timestamp(%s), %s, %s, %s, to_timestamp(%s), to_timestamp(%s)) "
             "ON CONFLICT (device_id, hazard) WHERE status IN "
             "('open', 'acknowledged', 'escalated', 'suppressed') DO NOTHING RETURNING id",
             (detection.site, detection.device_id, detection.hazard, detection.kind.value,
              int(detection.severity), now, detection.value, detection.message,
-             detection.drill, now))
+             detection.drill, now, now))
         row = await cur.fetchone()
         if row is None:  # a concurrent writer opened it first: update that one instead
             return await upsert_live(cur, detection, now)

@@ -97,6 +97,24 @@ class PrivateMosquitto(PrivateProcess):
             "allow_anonymous true",
         ]) + "\n")
 
+    def save(self, timeout_s: float = 10.0) -> None:
+        """Write the persistence file now (SIGUSR1), as ``autosave_interval`` does on its own
+        schedule; returns once the broker has logged the save."""
+        assert self._process is not None and self._process.poll() is None
+        log = self.directory / "mosquitto.log"
+        before = self._saves(log)
+        self._process.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout_s
+        while self._saves(log) == before:
+            if time.monotonic() > deadline:
+                raise TimeoutError("mosquitto did not save its persistence file")
+            time.sleep(0.02)
+
+    @staticmethod
+    def _saves(log: Path) -> int:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        return text.count("Saving in-memory database")
+
     def start(self, timeout_s: float = 20.0) -> None:
         self._process = subprocess.Popen([_MOSQUITTO, "-c", str(self._conf)],
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

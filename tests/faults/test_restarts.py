@@ -31,9 +31,8 @@ pytestmark = pytest.mark.integration
 log = logging.getLogger(__name__)
 
 LOAD = 3000
-# The issue asks for 30 s; CI runs a shorter outage to keep the suite fast. The same test
-# with the full 30 s: SHOUWANG_FAULT_PG_OUTAGE_S=30 pytest tests/faults -k postgres
-PG_OUTAGE_S = float(os.environ.get("SHOUWANG_FAULT_PG_OUTAGE_S", "10"))
+# The issue's 30 s, in CI too (~36 s); shorter by hand: SHOUWANG_FAULT_PG_OUTAGE_S=10
+PG_OUTAGE_S = float(os.environ.get("SHOUWANG_FAULT_PG_OUTAGE_S", "30"))
 
 
 @pytest.fixture

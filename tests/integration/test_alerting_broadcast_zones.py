@@ -4,6 +4,7 @@ controller): each zone is a topic, and a building's alert reaches only its zone.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -76,6 +77,7 @@ async def test_a_red_alert_speaks_only_in_its_building(
             await asyncio.sleep(0.3)
     [(topic, payload)] = heard
     assert topic == f"{root}/3"
-    title, _, spoken = payload.partition("\r\n")
-    assert title == "【红色预警】阳光小区 燃气泄漏"
-    assert spoken.startswith("紧急通知：阳光小区3号楼2单元5层502室发生燃气泄漏。")
+    message = json.loads(payload)  # the structured message alone: no title in front
+    assert message["text"].startswith("紧急通知：阳光小区3号楼2单元5层502室发生燃气泄漏。")
+    assert message["zone"] == {"scope": "building", "site": "sunshine", "building": "3"}
+    assert (message["priority"], message["severity"]) == (4, "red")

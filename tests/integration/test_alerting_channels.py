@@ -71,7 +71,11 @@ async def test_provider_down_then_fallback_then_recovery(pg_dsn: str, db_schema:
             assert backup.messages == []  # the fallback waits its 30 s
             run.clock.advance(6.5)  # 30.5 s after the SMS was queued
             await eventually(lambda: _has(backup, 1), "the fallback message")
-            assert backup.messages[0].body.startswith("【守望】阳光小区3号楼2单元502 燃气泄漏")
+            # The fallback's own form (a chat app: the long text), not the primary's SMS.
+            fallback = backup.messages[0].body
+            assert fallback.startswith(
+                "【橙色预警】阳光小区 燃气泄漏\n地点：阳光小区3号楼2单元5层502室")
+            assert "处置建议：请立即关闭燃气阀门" in fallback
 
             sink.fail_next = 0  # the provider recovers
             run.clock.advance(4.0)

@@ -9,6 +9,7 @@ only what was committed survives) and restarted on the same schema.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -195,7 +196,8 @@ async def test_red_adds_the_loudspeakers_and_family_hears_only_of_its_relative(
         await eventually(lambda: _sent(db, 1), "the station SMS")
         await run.publish(gas(55.0, Severity.RED))  # a rise: the red-only step fires now
         await eventually(lambda: _sent(db, 2), "the broadcast")
-        assert bodies(sink, "speakers")[0].startswith("紧急通知：阳光小区3号楼2单元5层502室")
+        spoken = json.loads(bodies(sink, "speakers")[0])["text"]
+        assert spoken.startswith("紧急通知：阳光小区3号楼2单元5层502室")
         sos = Detection(ts=START, device_id="band-li", site="sunshine", hazard="sos",
                         kind=DetectionKind.HAZARD, severity=Severity.RED, firing=True,
                         metric="sos", value=1.0)

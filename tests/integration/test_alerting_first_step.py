@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 from alerting.escalation import EscalateStage, StepQueue
+from alerting.messages import MessageComposer
 from alerting.models import NotifyContext
 from alerting.recipients import RecipientResolver
+from alerting.storm_gate import StormGate
 from shouwang.models import AlertStatus, Severity
 from shouwang.store import connect
 from shouwang.store.alerts import upsert_live
@@ -32,9 +34,10 @@ async def test_step_zero_is_queued_with_the_alert_whatever_the_rounding(
         pg_dsn: str, db_schema: str, now: float) -> None:
     settings = settings_for(9)  # nothing is sent: the port is never used
     config = settings.alerting
-    queue = StepQueue(RecipientResolver(config), sites=settings.site_map(),
-                      devices=settings.device_map(), language="zh",
-                      storm_threshold=config.storm_threshold, links=None)
+    composer = MessageComposer(config, sites=settings.site_map(),
+                               devices=settings.device_map())
+    queue = StepQueue(RecipientResolver(config), StormGate(
+        composer, threshold=config.storm_threshold, window_s=config.storm_window_s))
     stage = EscalateStage(config, queue)
     conn = await connect(pg_dsn, db_schema, autocommit=True)
     try:

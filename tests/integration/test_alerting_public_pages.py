@@ -167,7 +167,7 @@ async def test_cap_messages_follow_the_alert_and_validate(pg_dsn: str, db_schema
         assert len((cancel.findtext("cap:references", "", NS)).split()) == 2
         assert cancel.findtext("cap:info/cap:responseType", None, NS) == "AllClear"
 
-        await run.publish(gas(60.0, drill=True, device="band-li", hazard="smoke"))
+        await run.publish(gas(60.0, drill=True, hazard="smoke"))  # wearables: never public
         await eventually_sent(db, 3)
         feed = ET.fromstring((await web.get("/api/cap")).content)
         links = [e.get("href") for e in feed.findall("atom:entry/atom:link", NS)]

@@ -7,6 +7,7 @@ The clock is injected: retries fall due when the test moves it, not after sleeps
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -158,7 +159,9 @@ async def test_repeat_detections_open_one_alert_and_send_once(
         [broadcast] = h.sink.received("broadcast")
         assert sms.body == SMS_32
         assert sms.title == "【橙色预警】阳光小区 燃气泄漏"
-        assert broadcast.body.startswith("紧急通知：阳光小区3号楼2单元5层502室发生燃气泄漏。")
+        spoken = json.loads(broadcast.body)
+        assert spoken["text"].startswith("紧急通知：阳光小区3号楼2单元5层502室发生燃气泄漏。")
+        assert (spoken["alert_id"], spoken["priority"], spoken["drill"]) == (alert.id, 3, False)
         assert [(r[0], r[2], r[3]) for r in await h.rows()] == [
             ("station-broadcast", "sent", 1), ("station-sms", "sent", 1)]
 
@@ -293,18 +296,37 @@ async def test_clearing_and_acknowledging(pg_dsn: str, db_schema: str,
 
 async def test_drills_are_marked_and_bad_messages_skipped(
         pg_dsn: str, db_schema: str, sink: LocalSink) -> None:
-    async with running(settings_for(sink.port), pg_dsn, db_schema, sink) as h:
+    # The public loudspeakers never hear a drill; a drill speaker (drill: true) does.
+    settings = settings_for(sink.port)
+    drill_speaker = Receiver(name="drill-speaker", channel="broadcast", drill=True,
+                             urls=(f"json://127.0.0.1:{sink.port}/drill-broadcast",))
+    alerting = settings.alerting.model_copy(update={
+        "receivers": (*settings.alerting.receivers, drill_speaker),
+        "routes": (Route(receivers=("station-sms", "station-broadcast", "drill-speaker")),)})
+    async with running(settings.model_copy(update={"alerting": alerting}), pg_dsn, db_schema,
+                       sink) as h:
         anomaly = Detection(ts=START, device_id=DEVICE, site="sunshine", hazard="lel_anomaly",
                             kind=DetectionKind.ANOMALY, severity=Severity.YELLOW, firing=True)
         await h.publish(b"not a detection", anomaly, gas(32.0, drill=True))
-        await eventually(lambda: h.has_messages(1, 1), "the drill messages")
+        async def drill_messages_arrived() -> bool:
+            return bool(h.sink.received("sms") and h.sink.received("drill-broadcast"))
+
+        await eventually(drill_messages_arrived, "the drill messages")
         [sms] = h.sink.received("sms")
-        [broadcast] = h.sink.received("broadcast")
+        [broadcast] = h.sink.received("drill-broadcast")
+        assert h.sink.received("broadcast") == []
         assert sms.body == "【演练】" + SMS_32
         assert sms.title.startswith("【演练】")
-        assert broadcast.body.startswith("【演练】")
-        [alert] = await h.alerts()
-        assert alert.drill and alert.hazard == "gas"  # the anomaly opened nothing
+        drill = json.loads(broadcast.body)
+        assert drill["text"].startswith("【演练】")
+        assert (drill["drill"], drill["priority"], drill["priority_name"]) == (True, 0, "drill")
+        gas_alert, anomaly_alert = sorted(await h.alerts(), key=lambda a: a.hazard)
+        assert gas_alert.drill and gas_alert.hazard == "gas"
+        # The learned anomaly is on the console, low and unrouted: it paged nobody.
+        assert (anomaly_alert.kind, anomaly_alert.severity) == (DetectionKind.ANOMALY,
+                                                                Severity.BLUE)
+        await asyncio.sleep(0.4)
+        assert len(h.sink.messages) == 2
 
 
 async def test_bad_receiver_url_fails_at_startup(pg_dsn: str, db_schema: str) -> None:

@@ -144,6 +144,8 @@ async def test_open_alert_has_every_field(console: Console) -> None:
         "last_value": 55.0,
         "message": "可燃气体 55 %LEL",
         "drill": False,
+        "assignment": None,
+        "escalation": None,  # SETTINGS has no escalation policy
     }]
 
 

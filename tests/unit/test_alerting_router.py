@@ -53,3 +53,16 @@ def test_site_hazard_and_kind_must_all_match() -> None:
 def test_unknown_receiver_is_refused_up_front() -> None:
     with pytest.raises(ValueError, match="nobody"):
         Router((Route(receivers=("nobody",)),), RECEIVERS)
+
+
+def test_drills_skip_the_loudspeakers_and_receivers_that_opt_out() -> None:
+    family_out = Receiver(name="family", channel="sms", urls=("json://127.0.0.1:1/family",),
+                          drill=False)
+    speaker_in = Receiver(name="loudspeaker", channel="broadcast",
+                          urls=("json://127.0.0.1:1/broadcast",), drill=True)
+    assert _names(_alert(drill=True)) == ["station-sms", "family"]
+    opted = Router(ROUTES, (RECEIVERS[0], speaker_in, family_out, RECEIVERS[3]))
+    assert [r.name for r in opted.receivers_for(_alert(drill=True))] == \
+        ["station-sms", "loudspeaker"]
+    assert [r.name for r in opted.receivers_for(_alert())] == \
+        ["station-sms", "loudspeaker", "family"]

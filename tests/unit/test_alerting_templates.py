@@ -115,4 +115,56 @@ def test_title_is_rebuilt_from_the_row_alone() -> None:
 def test_channel_bodies() -> None:
     text = render(_alert(), site=SITE)
     assert body_for("broadcast", text) == text.broadcast
-    assert body_for("sms", text) == body_for("wecom", text) == text.sms
+    assert body_for("sms", text) == text.sms
+    assert body_for("email", text) == body_for("wecom", text) == body_for("webhook", text) == (
+        text.long)
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_long_form_has_every_detail(language: Language) -> None:
+    device = Device(id="gas-502", type=DeviceType.GAS, site="sunshine", name="厨房燃气探测器")
+    text = render(_alert(), site=SITE, device=device, language=language)
+    lines = text.long.split("\n")
+    assert lines[0] == text.title
+    assert len(text.long) > SMS_LIMIT[language] >= len(text.sms)
+    advice = HAZARD_WORDING[language]["gas"].spoken_advice
+    assert any(line.endswith(advice) for line in lines)
+    assert any("gas-502" in line and "厨房燃气探测器" in line for line in lines)
+    # Beijing time, whatever the machine's zone: 1764120000 is 09:20 on 26 Nov 2025 there.
+    assert any("2025-11-26 09:20:00" in line for line in lines)
+    assert lines[-1].endswith("7")  # the alert number, to quote on the phone
+
+
+def test_learned_anomalies_are_named_after_their_metric() -> None:
+    anomaly = _alert(hazard="lel_anomaly", kind=DetectionKind.ANOMALY,
+                     severity=Severity.BLUE)
+    assert "可燃气体浓度读数异常" in render(anomaly, site=SITE).sms
+    assert "Unusual combustible gas readings" in render(anomaly, language="en").title
+
+
+def _hazards_the_defaults_raise() -> set[str]:
+    """Every hazard name the default detectors can put on an alert."""
+    from config.settings import Settings
+    from detectors.health import _SEVERITY as HEALTH_SEVERITY
+
+    detectors = Settings().detectors
+    names = {rule.hazard for rule in detectors.thresholds}
+    names |= {rule.hazard for rule in detectors.rate_of_rise}
+    names |= {rule.result_hazard for rule in detectors.correlations}
+    names |= {f"{rule.hazard}_forecast" for rule in detectors.thresholds
+              if rule.metric in detectors.forecast.metrics}
+    names |= {f"{rule.metric}_drift" for rule in detectors.drift.rules}
+    names |= {f"{metric}_anomaly" for metric in ("lel", "co", "level", "heart_rate")}
+    names |= set(HEALTH_SEVERITY) | {"offline", "flooding", "pattern_anomaly", "sos", "fall",
+                                     "siren", "tamper"}
+    return names
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_hazard_the_defaults_raise_has_its_own_words(language: Language) -> None:
+    # A confirmed fire must not reach the loudspeakers as "device alert".
+    generic = render(_alert(hazard="no_such_hazard"), site=SITE, language=language)
+    for hazard in sorted(_hazards_the_defaults_raise()):
+        text = render(_alert(hazard=hazard), site=SITE, language=language)
+        assert text.sms != generic.sms, hazard
+        assert len(text.sms) <= SMS_LIMIT[language], (hazard, text.sms)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
+import pickle
 import random
 from pathlib import Path
 
@@ -23,6 +25,8 @@ from detectors.anomaly import (
     ThresholdFilter,
     make_detector,
 )
+from detectors.anomaly.ensemble import NAB_THRESHOLD
+from detectors.anomaly.novelty_views import RangeNovelty, SlotBaseline
 from detectors.csv_scoring import parse_timestamp, score_csv
 from shouwang.cli import main
 
@@ -128,6 +132,72 @@ def test_novelty_ensemble_reports_an_incident_once() -> None:
     alarms = [i for i, s in enumerate(scores) if s > 0.6]
     assert alarms and alarms[0] == 1200
     assert len(alarms) < 10  # later readings of the same excursion are no longer novel
+
+
+def test_range_novelty_ignores_a_spike_and_sees_a_new_level() -> None:
+    history = gauss(600, seed=13)
+    spiked, shifted = RangeNovelty(width=10, size=500), RangeNovelty(width=10, size=500)
+    for value in history:
+        spiked.learn(value)
+        shifted.learn(value)
+    for value in gauss(9, seed=14, mu=20.0):  # the stream settles 20 sigma higher
+        shifted.learn(value)
+    # One wild value: the other nine recent values are where the stream has been.
+    assert spiked.gap(40.0) < 0.01
+    # All ten recent values far from everything before them, over the range seen.
+    assert shifted.gap(20.0) > 0.5
+
+
+def test_slot_baseline_pools_the_spread_over_slots() -> None:
+    hour = 3600.0
+    pooled = SlotBaseline(86_400.0, buckets=24, memory=14, pool=1.0, min_scale=1e-3)
+    alone = SlotBaseline(86_400.0, buckets=24, memory=14, pool=0.0, min_scale=1e-3)
+    rng = random.Random(15)
+    for i in range(24 * 14):
+        # Hour 3 happens to read the same value every day; the other hours vary.
+        value = 10.0 if i % 24 == 3 else 10.0 + rng.gauss(0.0, 1.0)
+        pooled.learn(i * hour, value)
+        alone.learn(i * hour, value)
+    at_three = 24 * 14 * hour + 3 * hour
+    # Its own MAD of 0 makes half a unit look extreme; the pooled spread does not.
+    assert alone.z(at_three, 10.5) > 10.0
+    assert pooled.z(at_three, 10.5) < 1.0
+    assert pooled.z(at_three, 16.0) > 3.0
+    assert pooled.z(None, 16.0) == 0.0  # no time, no slot
+
+
+def test_novelty_ensemble_treats_moves_within_news_z_as_noise() -> None:
+    def after_calm(news_z: float, value: float) -> float:
+        rng = random.Random(8)
+        detector = NoveltyEnsemble(news_z=news_z)
+        feed(detector, [10.0 + rng.uniform(-1.0, 1.0) for _ in range(1500)])
+        return detector.score_one({"ts": 1500 * 300.0, "value": value})
+
+    # Uniform noise never strays 2 sigma: without the floor 2.6 sigma is news.
+    assert after_calm(0.0, 11.5) > NAB_THRESHOLD > after_calm(3.0, 11.5)
+    assert after_calm(3.0, 14.0) > NAB_THRESHOLD  # 7 sigma is news either way
+
+
+class _AnomalyOnlyUnpickler(pickle.Unpickler):
+    """As the engine loads detector state: the anomaly package's classes and deques only."""
+
+    def find_class(self, module: str, name: str) -> type:
+        if module.startswith("detectors.anomaly.") or (module, name) == ("collections",
+                                                                          "deque"):
+            found: type = super().find_class(module, name)
+            return found
+        raise pickle.UnpicklingError(f"{module}.{name}")
+
+
+def test_novelty_ensemble_state_loads_without_numpy_objects() -> None:
+    detector = NoveltyEnsemble()
+    values = gauss(900, seed=16, mu=5.0)
+    feed(detector, values)
+    restored = _AnomalyOnlyUnpickler(io.BytesIO(pickle.dumps(detector))).load()
+    probe = [{"ts": (900 + i) * 300.0, "value": v} for i, v in enumerate(gauss(50, seed=17))]
+    assert feed(restored, [x["value"] for x in probe], start_ts=900 * 300.0) == \
+        feed(detector, [x["value"] for x in probe], start_ts=900 * 300.0)
+    assert pickle.dumps(restored) == pickle.dumps(detector)
 
 
 def test_registry_builds_fresh_detectors_and_names_unknown_ones() -> None:

@@ -9,13 +9,15 @@ import pytest
 from starlette.routing import Route
 
 from console.api import API_ROUTES
+from console.audit import AUDIT_ROUTES
+from console.drills import DRILL_API_ROUTES
 from console.login import LOGIN_ROUTES
 from console.openapi import OPENAPI
 
 
 def _served() -> set[tuple[str, str]]:
     served = set()
-    for route in [*API_ROUTES, *LOGIN_ROUTES]:
+    for route in [*API_ROUTES, *LOGIN_ROUTES, *DRILL_API_ROUTES, *AUDIT_ROUTES]:
         assert isinstance(route, Route)
         path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
         for method in route.methods or ():

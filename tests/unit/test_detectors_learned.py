@@ -125,7 +125,7 @@ def test_a_snapshot_without_anomaly_state_still_restores_the_rest() -> None:
     engine = _engine()
     engine.process([Reading(ts=NOW, device_id="g1", site="s1", metric="lel", value=30.0)])
     _, *rest = pickle.loads(engine.snapshot("g1"))
-    old = pickle.dumps((1, *rest[:-1]))  # as saved before learned anomaly existed
+    old = pickle.dumps((1, *rest[:5]))  # as saved before learned anomaly existed
 
     restored = _engine()
     assert restored.restore("g1", old)
@@ -138,11 +138,12 @@ def test_a_detector_blob_naming_another_class_is_refused() -> None:
     engine.process(_stream()[:100])
     version, *rest = pickle.loads(engine.snapshot("g1"))
     evil = pickle.dumps(print)  # any callable outside the anomaly package
-    rest[-1] = tuple((metric, calm, evil if blob else blob) for metric, calm, blob in rest[-1])
+    rest[-1] = tuple((metric, calm, evil if blob else blob, *more)
+                     for metric, calm, blob, *more in rest[-1])
     restored = _engine()
 
     assert restored.restore("g1", pickle.dumps((version, *rest)))
     # Only that model starts afresh (no saved detector); the rest of the state is kept.
     _, *saved = pickle.loads(restored.snapshot("g1"))
-    assert {metric: blob for metric, _, blob in saved[-1]} == {"lel": None, "co": None}
+    assert {metric: blob for metric, _, blob, *_ in saved[-1]} == {"lel": None, "co": None}
     assert pickle.dumps(saved[:-1]) == pickle.dumps(rest[:-1])  # bytes: nan != nan

@@ -1,0 +1,117 @@
+"""Alarm-storm protection across batches, on a real PostgreSQL with the local sink.
+
+Alerts arrive one or two at a time in separate batches (a breaking gateway, a spreading
+outage). While few reached the fire station within ``storm_window_s``, each goes at
+once; past ``storm_threshold``, the rest wait (in the database, surviving a restart) for
+the window's end and arrive as one summary. The clock is injected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+from typing import Any
+
+import pytest
+from psycopg import AsyncConnection
+
+from config.settings import DeviceConfig
+from shouwang.catalog import DeviceType
+from shouwang.sink import LocalSink
+from tests.integration.test_alerting_escalation import gas, service, settings_for
+from tests.integration.test_alerting_service import eventually, running
+from tests.integration.test_alerting_service import settings_for as plain_settings
+
+pytestmark = pytest.mark.integration
+
+WINDOW_S = 30.0
+
+
+def smoke(n: int) -> Any:  # Any: a Detection
+    return gas(9.0, device=f"smoke-{n}", hazard="smoke")
+
+
+async def station_rows(db: AsyncConnection[Any]) -> list[tuple[Any, ...]]:  # Any: rows
+    cur = await db.execute(
+        "SELECT a.device_id, n.status, cardinality(n.covers) FROM notifications n "
+        "JOIN alerts a ON a.id = n.alert_id WHERE n.receiver = 'station' ORDER BY n.id")
+    return await cur.fetchall()
+
+
+async def test_alerts_in_separate_batches_past_the_threshold_become_one_summary(
+        pg_dsn: str, db_schema: str, sink: LocalSink) -> None:
+    settings = settings_for(sink.port, storm_threshold=3, storm_window_s=WINDOW_S)
+    devices = tuple(DeviceConfig(id=f"smoke-{n}", type=DeviceType.SMOKE, site="sunshine",
+                                 building="7", room=str(100 + n)) for n in range(12))
+    settings = settings.model_copy(update={"devices": settings.devices + devices})
+
+    def station() -> list[str]:
+        return [m.body for m in sink.received("station")]
+
+    async with service(settings, pg_dsn, db_schema) as (run, db):
+        # A quiet period: the first message goes at once, no waiting for a window.
+        await run.publish(smoke(0))
+        await eventually(lambda: _count(station, 1), "the first alert, immediately")
+        run.clock.advance(2.0)
+        await run.publish(smoke(1), smoke(2))  # 3 within the window: still one by one
+        await eventually(lambda: _count(station, 3), "alerts 2 and 3")
+        assert all("烟雾报警" in body and "同时出现" not in body for body in station())
+
+        # Past the threshold: each later batch is held, nothing more goes out now.
+        for n in range(3, 9):
+            run.clock.advance(1.0)
+            await run.publish(smoke(n))
+
+        async def all_held() -> bool:
+            return sum(1 for r in await station_rows(db) if r[1] == "held") == 6
+        await eventually(all_held, "six held messages")
+        await run.kill()  # held in the database, not in memory: a restart keeps them
+        run.start()
+        await asyncio.sleep(0.6)  # three escalator ticks: nothing is due yet
+        assert len(station()) == 3
+
+        run.clock.advance(WINDOW_S)  # the window that started with alert 4 has ended
+        await eventually(lambda: _count(station, 4), "the summary")
+        await asyncio.sleep(0.4)
+        assert station()[3] == "【守望】阳光小区 同时出现6条告警：烟雾报警6条。详情请登录值班台查看"
+        assert len(station()) == 4
+        rows = await station_rows(db)
+        assert [r[1] for r in rows] == ["sent"] * 4 + ["summarised"] * 5
+        assert rows[3] == ("smoke-3", "sent", 6)  # the summary row lists all six alerts
+
+        # Quiet again a window later: the next alert goes at once, on its own.
+        run.clock.advance(WINDOW_S + 1.0)
+        await run.publish(smoke(9))
+        await eventually(lambda: _count(station, 5), "the next alert, immediately")
+        assert "烟雾报警" in station()[4] and "同时出现" not in station()[4]
+
+
+async def _count(bodies: Any, count: int) -> bool:  # Any: a callable giving the bodies
+    return len(bodies()) >= count
+
+
+async def test_plain_routes_are_protected_the_same_way(pg_dsn: str, db_schema: str,
+                                                       sink: LocalSink) -> None:
+    base = plain_settings(sink.port, receivers=("sms",), storm_threshold=2,
+                          storm_window_s=WINDOW_S)
+    devices = tuple(DeviceConfig(id=f"smoke-{n}", type=DeviceType.SMOKE, site="sunshine",
+                                 building="7", room=str(100 + n)) for n in range(6))
+    settings = base.model_copy(update={"devices": base.devices + devices})
+    async with running(settings, pg_dsn, db_schema, sink) as h:
+        for n in range(6):  # one alert per batch, a second apart
+            await h.publish(smoke(n))
+            if n < 2:
+                await eventually(partial(_count, lambda: h.sink.received("sms"), n + 1),
+                                 f"alert {n + 1} at once")
+            h.clock.advance(1.0)
+
+        async def held() -> bool:
+            cur = await h.db.execute("SELECT count(*) FROM notifications WHERE status = 'held'")
+            return await cur.fetchone() == (4,)
+        await eventually(held, "four held messages")
+        h.clock.advance(WINDOW_S)
+        await eventually(lambda: _count(lambda: h.sink.received("sms"), 3), "the summary")
+        await asyncio.sleep(0.4)
+        bodies = [m.body for m in h.sink.received("sms")]
+        assert bodies[2] == "【守望】阳光小区 同时出现4条告警：烟雾报警4条。详情请登录值班台查看"
+        assert len(bodies) == 3

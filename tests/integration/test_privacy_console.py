@@ -1,0 +1,246 @@
+"""Wearable health data in the console API, by role, against a real PostgreSQL schema:
+duty officers and care staff see heart rates; the fire station and viewers see that a
+wearable alert exists, and where, but no values or series. The audit trail is admins'."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from psycopg import AsyncConnection
+
+from console import ConsoleService, create_app
+from console.privacy import RESTRICTED_TEXT
+from console.users import Role
+from shouwang.audit import record_config
+from shouwang.bus import MemoryBus
+from shouwang.codec import encode_alert
+from shouwang.store import connect
+from shouwang.store.alerts import get_alert
+from tests.integration.console_auth import add_user, log_in
+from tests.integration.privacy_seed import NAME_A, NOW, Seeded, privacy_settings, seed
+from tests.integration.test_console_stream import SseReader, running
+
+pytestmark = pytest.mark.integration
+
+SETTINGS = privacy_settings()
+ROLES = {"duty": Role.DUTY_OFFICER, "care": Role.CARE, "station": Role.FIRE_STATION,
+         "viewer": Role.VIEWER, "admin": Role.ADMIN}
+
+
+@dataclass
+class Console:
+    clients: dict[str, httpx.AsyncClient]
+    db: AsyncConnection[Any]
+    seeded: Seeded
+
+
+@pytest.fixture
+async def console(pg_dsn: str, db_schema: str) -> AsyncIterator[Console]:
+    db = await connect(pg_dsn, db_schema, autocommit=True)
+    try:
+        seeded = await seed(db, SETTINGS)
+        await record_config(db, SETTINGS, actor="os:ops@host", now=NOW - 1000)
+        for name, role in ROLES.items():
+            await add_user(db, name, role, ("s1",))
+        async with MemoryBus() as bus:
+            app = create_app(SETTINGS, pg_dsn, bus, schema=db_schema, clock=lambda: NOW)
+            async with app.router.lifespan_context(app):
+                clients = {}
+                try:
+                    for name in ROLES:
+                        clients[name] = httpx.AsyncClient(
+                            transport=httpx.ASGITransport(app=app), base_url="http://console")
+                        await log_in(clients[name], name)
+                    yield Console(clients=clients, db=db, seeded=seeded)
+                finally:
+                    for client in clients.values():
+                        await client.aclose()
+    finally:
+        await db.close()
+
+
+async def test_heart_rate_series_only_for_health_roles(console: Console) -> None:
+    url = "/api/devices/wear-a/readings?metric=heart_rate&hours=48"
+    for name in ("duty", "care", "admin"):
+        response = await console.clients[name].get(url)
+        assert response.status_code == 200, (name, response.text)
+        assert sum(b["count"] for b in response.json()["buckets"]) == 3
+        assert max(b["max"] for b in response.json()["buckets"]) == 160.0
+    for name in ("station", "viewer"):
+        response = await console.clients[name].get(url)
+        assert response.status_code == 403, name
+        assert "health" in response.json()["error"]
+        spo2 = await console.clients[name].get("/api/devices/wear-a/readings?metric=spo2")
+        assert spo2.status_code == 403, name
+        # The device's own battery is not health data; a gas sensor's series is open.
+        battery = await console.clients[name].get("/api/devices/wear-a/readings?metric=battery")
+        assert battery.status_code == 200, name
+        gas = await console.clients[name].get("/api/devices/gas-1/readings?metric=lel")
+        assert gas.status_code == 200, name
+
+
+async def _alerts(client: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
+    response = await client.get("/api/alerts?status=open&status=acknowledged")
+    assert response.status_code == 200, response.text
+    return {a["hazard"]: a for a in response.json()}
+
+
+async def test_alerts_show_place_but_no_values_to_the_fire_station(console: Console) -> None:
+    duty = await _alerts(console.clients["duty"])
+    assert duty["heart_rate_high"]["last_value"] == 160.0
+    assert NAME_A in duty["heart_rate_high"]["message"]
+    for name in ("station", "viewer"):
+        seen = await _alerts(console.clients[name])
+        # Every alert is there, with its place and severity ...
+        assert set(seen) == set(duty)
+        heart = seen["heart_rate_high"]
+        assert heart["location"]["room"] == "302" and heart["severity"] == "orange"
+        # ... but a wearable's value and its text are not.
+        assert heart["last_value"] is None and heart["message"] == RESTRICTED_TEXT
+        assert seen["sos"]["message"] == duty["sos"]["message"]  # what to do, no values
+        assert seen["sos"]["last_value"] is None
+        assert seen["gas"]["last_value"] == 55.0  # not personal
+        detail = (await console.clients[name].get(
+            f"/api/alerts/{console.seeded.heart_alert}")).json()
+        assert detail["last_value"] is None
+        assert all(NAME_A not in e["note"] and "160" not in e["note"]
+                   for e in detail["events"]), detail["events"]
+    detail = (await console.clients["duty"].get(
+        f"/api/alerts/{console.seeded.heart_alert}")).json()
+    assert f"已电话联系{NAME_A}" in [e["note"] for e in detail["events"]]
+
+
+async def test_device_page_and_messages_hide_health_data(console: Console) -> None:
+    station = (await console.clients["station"].get("/api/devices/wear-a")).json()
+    assert "heart_rate" not in [m["key"] for m in station["metrics"]]
+    assert "battery" in [m["key"] for m in station["metrics"]]
+    assert all(a["last_value"] is None for a in station["alerts"])
+    care = (await console.clients["care"].get("/api/devices/wear-a")).json()
+    assert "heart_rate" in [m["key"] for m in care["metrics"]]
+
+    bodies = {n["alert_id"]: n["body"] for n in
+              (await console.clients["station"].get("/api/notifications")).json()}
+    assert bodies[console.seeded.heart_alert] == RESTRICTED_TEXT
+    assert "SOS" in bodies[console.seeded.sos_alert]
+    duty = {n["alert_id"]: n["body"] for n in
+            (await console.clients["duty"].get("/api/notifications")).json()}
+    assert "160" in duty[console.seeded.heart_alert]
+
+
+async def test_care_staff_may_acknowledge(console: Console) -> None:
+    response = await console.clients["care"].post(
+        f"/api/alerts/{console.seeded.sos_alert}/ack", json={"note": "护理员已到场"})
+    assert response.status_code == 200, response.text
+    response = await console.clients["viewer"].post(
+        f"/api/alerts/{console.seeded.other_alert}/ack", json={})
+    assert response.status_code == 403
+
+
+async def test_audit_trail_is_for_admins_and_merges_every_kind(console: Console) -> None:
+    for name in ("duty", "care", "station", "viewer"):
+        response = await console.clients[name].get("/api/audit")
+        assert response.status_code == 403, name
+    await console.db.execute(
+        "INSERT INTO silences (site, device_id, starts_at, ends_at, created_by, reason, "
+        "created_at, cancelled_at, cancelled_by) VALUES ('s1', 'gas-1', to_timestamp(%s), "
+        "to_timestamp(%s), '李工', '检修', to_timestamp(%s), to_timestamp(%s), '李工')",
+        (NOW - 500, NOW + 3600, NOW - 500, NOW - 400))
+    admin = console.clients["admin"]
+    entries = (await admin.get("/api/audit")).json()
+    kinds = {(e["category"], e["action"]) for e in entries}
+    assert {("config", "config_first_seen"), ("silence", "silence_added"),
+            ("silence", "silence_cancelled")} <= kinds
+    acks = [e for e in entries if e["category"] == "alert" and e["actor"] == "王值班"]
+    assert [(a["subject"], a["detail"]["to_status"]) for a in acks] == [
+        (str(console.seeded.heart_alert), "acknowledged")]
+    assert [e["at"] for e in entries] == sorted((e["at"] for e in entries), reverse=True)
+
+    only = (await admin.get("/api/audit?category=config,silence&limit=2")).json()
+    assert len(only) == 2 and {e["category"] for e in only} <= {"config", "silence"}
+    by_actor = (await admin.get("/api/audit", params={"actor": "李工"})).json()
+    assert [e["action"] for e in by_actor] == ["silence_cancelled", "silence_added"]
+    window = (await admin.get("/api/audit", params={
+        "since": "2025-11-26T02:31:00Z", "until": "2025-11-26T02:33:30Z"})).json()
+    assert {e["action"] for e in window} == {"silence_added", "silence_cancelled"}
+    bad = await admin.get("/api/audit?category=secrets")
+    assert bad.status_code == 422
+    bad = await admin.get("/api/audit?colour=red")
+    assert bad.status_code == 422
+    async with httpx.AsyncClient(transport=admin._transport,
+                                 base_url="http://console") as anonymous:
+        assert (await anonymous.get("/api/audit")).status_code == 401
+        page = await anonymous.get("/audit")
+        assert (page.status_code, page.headers["location"]) == (303, "/login")
+    page = await admin.get("/audit")
+    assert page.status_code == 200 and "/static/audit.js" in page.text
+    assert (await admin.get("/static/audit.js")).status_code == 200
+
+
+async def test_live_stream_redacts_for_the_fire_station(pg_dsn: str, db_schema: str) -> None:
+    settings = privacy_settings(console={"host": "127.0.0.1", "port": 0})
+    db = await connect(pg_dsn, db_schema, autocommit=True)
+    try:
+        seeded = await seed(db, settings)
+        heart = await get_alert(db, seeded.heart_alert)
+        await add_user(db, "station", Role.FIRE_STATION, ("s1",))
+        await add_user(db, "duty", Role.DUTY_OFFICER, ("s1",))
+    finally:
+        await db.close()
+    async with MemoryBus() as bus:
+        service = ConsoleService(settings, bus, pg_dsn, schema=db_schema)
+        async with running(service), \
+                httpx.AsyncClient(trust_env=False, timeout=10, base_url=service.url) as station, \
+                httpx.AsyncClient(trust_env=False, timeout=10, base_url=service.url) as duty:
+            await log_in(station, "station")
+            await log_in(duty, "duty")
+            async with station.stream("GET", "/api/stream") as s_response, \
+                    duty.stream("GET", "/api/stream") as d_response:
+                readers = {"station": SseReader(s_response), "duty": SseReader(d_response)}
+                for reader in readers.values():
+                    await reader.until(":", 5.0)
+                await bus.publish("alert-updates", [(str(heart.id), encode_alert(heart))])
+                shown = {name: orjson.loads((await reader.until("alert", 5.0)).data)
+                         for name, reader in readers.items()}
+    assert shown["duty"]["last_value"] == 160.0
+    assert (shown["station"]["last_value"], shown["station"]["message"]) == (None,
+                                                                             RESTRICTED_TEXT)
+    assert shown["station"]["location"]["room"] == "302"
+
+
+async def test_public_cap_feed_never_carries_a_residents_alert(console: Console) -> None:
+    async with httpx.AsyncClient(transport=console.clients["admin"]._transport,
+                                 base_url="http://console") as anonymous:
+        feed = await anonymous.get("/api/cap")
+        assert feed.status_code == 200
+        assert f"/api/cap/{console.seeded.gas_alert}.xml" in feed.text  # public warnings stay
+        for alert_id in (console.seeded.heart_alert, console.seeded.sos_alert):
+            assert f"/api/cap/{alert_id}.xml" not in feed.text
+            assert (await anonymous.get(f"/api/cap/{alert_id}.xml")).status_code == 404
+        assert NAME_A not in feed.text and "302" not in feed.text
+        gas = await anonymous.get(f"/api/cap/{console.seeded.gas_alert}.xml")
+        assert gas.status_code == 200
+
+
+async def test_the_first_admin_of_a_fresh_install_is_audited(pg_dsn: str,
+                                                              db_schema: str) -> None:
+    db = await connect(pg_dsn, db_schema, autocommit=True)
+    try:
+        async with MemoryBus() as bus:
+            app = create_app(SETTINGS, pg_dsn, bus, schema=db_schema, clock=lambda: NOW)
+            async with app.router.lifespan_context(app), asyncio.timeout(20):
+                while True:
+                    cur = await db.execute("SELECT actor, action, subject FROM audit_log "
+                                           "WHERE category = 'user'")
+                    rows = await cur.fetchall()
+                    if rows:
+                        break
+                    await asyncio.sleep(0.1)
+        assert rows == [("system:first-start", "user_added", "admin")]
+    finally:
+        await db.close()
