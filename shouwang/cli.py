@@ -186,6 +186,9 @@ async def _cmd_drill(settings: Settings, args: argparse.Namespace, stop: asyncio
         if args.purge is not None:
             await _purge_drill(dsn, schema, args.purge)
             return
+        if args.abandon is not None:
+            await _abandon_drill(dsn, schema, args.abandon)
+            return
         if args.show is not None:
             conn = await connect(dsn, schema, autocommit=True)
             try:
@@ -211,6 +214,25 @@ async def _cmd_drill(settings: Settings, args: argparse.Namespace, stop: asyncio
     if args.markdown is not None:
         args.markdown.write_text(card.markdown(), encoding="utf-8")
     sys.stdout.write(card.markdown())
+
+
+async def _abandon_drill(dsn: str, schema: str, drill_id: int) -> None:
+    import getpass
+    import time
+
+    from shouwang.store import connect
+    from simulators.drill_purge import UnknownDrill, abandon_drill
+
+    conn = await connect(dsn, schema, autocommit=True)
+    try:
+        await abandon_drill(conn, drill_id, now=time.time(),
+                            reason=f"marked by {getpass.getuser()}: its player stopped")
+    except UnknownDrill as err:
+        raise ValueError(str(err)) from None
+    finally:
+        await conn.close()
+    sys.stdout.write(f"drill {drill_id} marked failed (abandoned); --purge {drill_id} "
+                     "deletes its data\n")
 
 
 async def _purge_drill(dsn: str, schema: str, drill_id: int) -> None:
@@ -482,6 +504,9 @@ def _parser() -> argparse.ArgumentParser:
     drill.add_argument("--purge", type=int, default=None, metavar="ID",
                        help="delete a finished drill's readings, alerts and their messages "
                             "(its scorecard stays)")
+    drill.add_argument("--abandon", type=int, default=None, metavar="ID",
+                       help="mark a drill whose player died (crash, kill -9) as failed, so "
+                            "it can be purged")
     replay = with_config("replay", "replay recorded readings (CSV or database) over MQTT at "
                          "N times speed", _cmd_replay)
     replay.add_argument("--csv", type=Path, default=None,

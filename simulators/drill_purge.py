@@ -20,9 +20,10 @@ from typing import Any
 from psycopg import AsyncConnection, sql
 
 from config.settings import DrillSettings
+from simulators.scorecard import fail_drill
 
-__all__ = ["DrillNotFinished", "PurgeCounts", "UnknownDrill", "purge_drill", "purge_expired",
-           "retire"]
+__all__ = ["DrillNotFinished", "PurgeCounts", "UnknownDrill", "abandon_drill", "purge_drill",
+           "purge_expired", "retire"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,24 @@ class PurgeCounts:
     def to_json(self) -> dict[str, Any]:  # Any: JSON values
         return {"drill_id": self.drill_id, "readings": self.readings, "alerts": self.alerts,
                 **self.referencing}
+
+
+async def abandon_drill(conn: AsyncConnection[Any], drill_id: int,  # Any: tuple rows
+                        *, now: float, reason: str) -> None:
+    """Mark a drill whose player died (a crash, a kill -9) as failed, so it can be purged.
+
+    Nothing can tell from the database whether the player is alive, so this is a person's
+    decision (``shouwang drill --abandon ID``), never automatic.
+    """
+    async with conn.transaction():
+        cur = await conn.execute(
+            "SELECT finished_at FROM drills WHERE id = %s FOR UPDATE", (drill_id,))
+        row = await cur.fetchone()
+        if row is None:
+            raise UnknownDrill(f"no drill {drill_id}")
+        if row[0] is not None:
+            raise ValueError(f"drill {drill_id} has already finished")
+        await fail_drill(conn, drill_id, now, f"abandoned: {reason}")
 
 
 async def purge_drill(conn: AsyncConnection[Any], drill_id: int,  # Any: tuple rows

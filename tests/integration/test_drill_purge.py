@@ -24,6 +24,7 @@ from simulators.drill import held
 from simulators.drill_purge import (
     DrillNotFinished,
     UnknownDrill,
+    abandon_drill,
     purge_drill,
     purge_expired,
     retire,
@@ -200,5 +201,27 @@ async def test_cli_purge(pg_dsn: str, db_schema: str) -> None:
     conn = await connect(pg_dsn, db_schema, autocommit=True)
     try:
         assert await _rows(conn, "SELECT metric, drill FROM readings") == [("battery", False)]
+    finally:
+        await conn.close()
+
+
+async def test_an_abandoned_drill_can_be_purged(pg_dsn: str, db_schema: str) -> None:
+    """A drill whose player was killed stays running until someone abandons it."""
+    conn = await connect(pg_dsn, db_schema, autocommit=True)
+    try:
+        await migrate(conn, db_schema)
+        stuck = await _drill(conn, T0, None, ["d1"])
+        await _reading(conn, T0 + 10, "d1", "lel", True)
+        with pytest.raises(DrillNotFinished):
+            await purge_drill(conn, stuck, now=time.time())
+        await abandon_drill(conn, stuck, now=END, reason="its player stopped")
+        with pytest.raises(ValueError, match="already finished"):
+            await abandon_drill(conn, stuck, now=END, reason="again")
+        with pytest.raises(UnknownDrill):
+            await abandon_drill(conn, 9999, now=END, reason="none")
+        counts = await purge_drill(conn, stuck, now=time.time())
+        assert (counts.readings, counts.alerts) == (1, 0)
+        [(report,)] = await _rows(conn, f"SELECT report FROM drills WHERE id = {stuck}")
+        assert report["status"] == "failed" and report["error"].startswith("abandoned: ")
     finally:
         await conn.close()
