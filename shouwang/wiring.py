@@ -28,6 +28,7 @@ from shouwang.store.registry import sync_registry
 
 __all__ = [
     "ServiceRunner",
+    "building_keys",
     "ingest_service",
     "mqtt_broker",
     "mqtt_source",
@@ -62,11 +63,23 @@ async def mqtt_broker(settings: Settings) -> AsyncIterator[tuple[str, int]]:
         yield broker.host, broker.port
 
 
+def building_keys(settings: Settings) -> dict[str, str]:
+    """Device id -> its building's partition key (devices with no building keep their own).
+
+    Correlation (smoke and heat in a room, gas alarms across a building, a building going
+    offline) and drift against neighbours compare one building's devices, so one detector
+    worker must own all of them; one device's readings stay in order either way.
+    """
+    return {d.id: f"{d.site}/{d.location.building}"
+            for d in settings.device_map().values() if d.location.building}
+
+
 def open_bus(settings: Settings) -> Bus:
+    colocate = building_keys(settings)
     if settings.bus.kind == "kafka":
         return KafkaBus(settings.bus.kafka_bootstrap, topic_prefix=settings.bus.topic_prefix,
-                        partitions=settings.bus.partitions)
-    return MemoryBus(partitions=settings.bus.partitions)
+                        partitions=settings.bus.partitions, colocate=colocate)
+    return MemoryBus(partitions=settings.bus.partitions, colocate=colocate)
 
 
 async def prepare_store(dsn: str, settings: Settings) -> None:

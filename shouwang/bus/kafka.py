@@ -1,5 +1,10 @@
 """The bus on Apache Kafka (aiokafka): keyed by device, consumer groups, manual commits.
 
+``colocate`` maps keys that must share a partition onto one partition key (the wiring
+maps each device to its building, so one detector worker sees a whole building);
+``publish`` and ``partition_for`` both go through it, so producers and the workers that
+ask which devices they own always agree.
+
 ``publish`` awaits the broker's acknowledgement (acks=all, idempotent producer), so a
 caller may acknowledge its own upstream only afterwards. Consumers never auto-commit:
 the service commits after its own durable write (at least once).
@@ -9,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -27,10 +32,11 @@ log = logging.getLogger(__name__)
 
 class KafkaBus:
     def __init__(self, bootstrap: str, *, topic_prefix: str = "", partitions: int = 4,
-                 client_id: str = "shouwang") -> None:
+                 client_id: str = "shouwang", colocate: Mapping[str, str] | None = None) -> None:
         self._bootstrap = bootstrap
         self._prefix = topic_prefix
         self._partitions = partitions
+        self._colocate = dict(colocate or {})
         self._client_id = client_id
         self._producer: AIOKafkaProducer | None = None
 
@@ -79,7 +85,8 @@ class KafkaBus:
             raise BusError("publish on a KafkaBus that was not entered")
         name = self._name(topic)
         try:
-            futures = [await self._producer.send(name, value=value, key=key.encode())
+            futures = [await self._producer.send(name, value=value, key=key.encode(),
+                                                 partition=self.partition_for(key))
                        for key, value in items]
             for future in futures:
                 await future
@@ -92,8 +99,9 @@ class KafkaBus:
         return _KafkaConsumer(self, tuple(topics), group, from_latest, listener)
 
     def partition_for(self, key: str) -> int:
-        """The producer's default partitioner (murmur2 of the key), over ``partitions``."""
-        return int(murmur2(key.encode()) & 0x7FFFFFFF) % self._partitions
+        """Kafka's default partitioner (murmur2) of the key's partition key."""
+        shared = self._colocate.get(key, key)
+        return int(murmur2(shared.encode()) & 0x7FFFFFFF) % self._partitions
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import zlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -67,8 +67,10 @@ class _Topic:
 
 
 class MemoryBus:
-    def __init__(self, partitions: int = 4, max_backlog: int = 200_000) -> None:
+    def __init__(self, partitions: int = 4, max_backlog: int = 200_000,
+                 colocate: Mapping[str, str] | None = None) -> None:
         self._partitions = partitions
+        self._colocate = dict(colocate or {})  # key -> partition key, as on KafkaBus
         self._max_backlog = max_backlog
         self._topics: dict[str, _Topic] = {}
         self._changed = asyncio.Condition()
@@ -88,7 +90,7 @@ class MemoryBus:
         return topic
 
     def partition_for(self, key: str) -> int:
-        return zlib.crc32(key.encode()) % self._partitions
+        return zlib.crc32(self._colocate.get(key, key).encode()) % self._partitions
 
     async def publish(self, topic: str, items: Sequence[tuple[str, bytes]]) -> None:
         log = self._topic(topic)

@@ -11,14 +11,19 @@ from shouwang.bus.kafka import KafkaBus
 
 pytestmark = pytest.mark.integration
 
+# Devices of one building share a partition (the wiring's building keys).
+COLOCATE = {**{f"dev{i}": "site/building-a" for i in range(0, 7, 2)},
+            **{f"dev{i}": "site/building-b" for i in range(1, 7, 2)}}
+
 
 @pytest.fixture(params=["memory", "kafka"])
 async def bus(request: pytest.FixtureRequest, run_id: str) -> AsyncIterator[Bus]:
     if request.param == "memory":
-        instance: Bus = MemoryBus(partitions=4)
+        instance: Bus = MemoryBus(partitions=4, colocate=COLOCATE)
     else:
         bootstrap = request.getfixturevalue("kafka_bootstrap")
-        instance = KafkaBus(bootstrap, topic_prefix=f"{run_id}.", partitions=4)
+        instance = KafkaBus(bootstrap, topic_prefix=f"{run_id}.", partitions=4,
+                            colocate=COLOCATE)
     async with instance:
         yield instance
 
@@ -48,6 +53,12 @@ async def test_keyed_messages_keep_their_order_per_key(bus: Bus) -> None:
         assert sequence == sorted(sequence)
     partitions = {m.key: {x.partition for x in got if x.key == m.key} for m in got}
     assert all(len(p) == 1 for p in partitions.values()), "one key must stay on one partition"
+    # Colocated keys land together, where partition_for says (detector workers use it to
+    # know which devices they own).
+    for key, (partition,) in partitions.items():
+        assert partition == bus.partition_for(key) == bus.partition_for(COLOCATE[key])
+    assert {partitions[k] == partitions["dev0"] for k in ("dev2", "dev4", "dev6")} == {True}
+    assert {partitions[k] == partitions["dev1"] for k in ("dev3", "dev5")} == {True}
 
 
 async def test_uncommitted_messages_come_again_committed_ones_do_not(bus: Bus) -> None:
