@@ -23,7 +23,8 @@ DETECTORS: dict[str, Callable[[], Detector]] = {
 
 DESCRIPTIONS: dict[str, str] = {
     "default": "best general-purpose detector: level, jump, drift, time of day and week, "
-               "new range and volatility views, each scored against its own recent worst",
+               "new range and volatility views, each scored against its own recent worst, "
+               "nudged by how expected the value was after the one before",
     "robust_z": "distance from the rolling median in rolling MADs",
     "ewma": "distance from an exponentially weighted mean, in weighted standard deviations",
     "seasonal": "robust z against the same hour of the day",

