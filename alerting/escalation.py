@@ -131,8 +131,28 @@ class StepQueue:
         return await self.gate(ctx, outgoing)
 
 
+def next_due(steps: Sequence[ScheduledStep], after_index: int, base: float,
+             now: float) -> float:
+    """When the step after ``after_index`` is due: ``base`` + its delay, except that a
+    reminder comes at least its interval after the step just taken — after downtime
+    the overdue reminders are spread out again, not sent in one burst.
+
+    >>> from config.settings import EscalationPolicy, EscalationStep
+    >>> steps = schedule(EscalationPolicy(name="p", steps=(EscalationStep(groups=("a",)),),
+    ...                                   remind_every_s=120, max_reminders=3))
+    >>> next_due(steps, 1, base=0.0, now=120.0), next_due(steps, 1, base=0.0, now=1000.0)
+    (240.0, 1120.0)
+    """
+    upcoming = steps[after_index + 1]
+    due = base + upcoming.after_s
+    if upcoming.reminder and after_index >= 0:
+        due = max(due, now + upcoming.after_s - steps[after_index].after_s)
+    return due
+
+
 async def _set_next(cur: AsyncCursor[Any], alert: Alert, policy: str,
-                    steps: Sequence[ScheduledStep], after_index: int, base: float) -> None:
+                    steps: Sequence[ScheduledStep], after_index: int, base: float,
+                    now: float) -> None:
     """Schedule the step after ``after_index``; ``base`` is when the schedule started (the
     alert's opening, or the end of the silence that held it)."""
     if after_index + 1 >= len(steps):
@@ -143,7 +163,7 @@ async def _set_next(cur: AsyncCursor[Any], alert: Alert, policy: str,
         "INSERT INTO escalations (alert_id, policy, next_step, due_at) "
         "VALUES (%s, %s, %s, to_timestamp(%s)) ON CONFLICT (alert_id) DO UPDATE "
         "SET policy = excluded.policy, next_step = excluded.next_step, due_at = excluded.due_at",
-        (alert.id, policy, upcoming.index, base + upcoming.after_s))
+        (alert.id, policy, upcoming.index, next_due(steps, after_index, base, now)))
 
 
 class EscalateStage:
@@ -180,7 +200,7 @@ class EscalateStage:
                                   (alert.id,))
             if await ctx.cur.fetchone() is None and alert.status is AlertStatus.OPEN:
                 await _set_next(ctx.cur, alert, policy.name, steps,
-                                reached[-1].index if reached else -1, base)
+                                reached[-1].index if reached else -1, base, ctx.now)
         if planned:
             await self._queue(ctx, planned)
         return unrouted
@@ -302,7 +322,7 @@ class Escalator:
                 log.info("alert=%d %s %s", alert.id,
                          "reminder" if step.reminder else "escalated", note)
                 await _set_next(cur, alert, policy_name, steps, index,
-                                float(due_at) - step.after_s)
+                                float(due_at) - step.after_s, now)
             queued = await self._queue(ctx, planned) if planned else 0
             await cur.execute(_UNSILENCED, {"now": now, "limit": self._batch})
             reopened = []

@@ -14,6 +14,7 @@ Times are simulated seconds.
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Mapping, Sequence
 
 from shouwang.catalog import EVENTS, METRICS, METRICS_BY_KEY, DeviceType, metrics_for
@@ -240,6 +241,13 @@ def check_scenario(scenario: Scenario) -> None:
             raise ScenarioError(f"scenario {scenario.name!r}: unknown event {event.event!r}")
 
 
+def _wander(ramp: Ramp, t_s: float) -> float:
+    """A sensor at a high reading still wanders, about ±1 % of it: without this a ramp
+    converges on its exact target and the device reads as stuck. Deterministic in t_s."""
+    unit = zlib.crc32(f"{ramp.metric}:{t_s:.3f}".encode()) / 0xFFFFFFFF
+    return (2.0 * unit - 1.0) * 0.01 * abs(ramp.target)
+
+
 def apply_scenarios(values: Mapping[str, float], runs: Sequence[ScheduledScenario],
                     t_s: float, *, device_type: DeviceType | None = None,
                     previous: Mapping[str, float] | None = None,
@@ -269,7 +277,8 @@ def apply_scenarios(values: Mapping[str, float], runs: Sequence[ScheduledScenari
             if ramp.metric in out and since >= 0.0:
                 base = out[ramp.metric]
                 share = 1.0 - math.exp(-since / ramp.time_constant_s)
-                out[ramp.metric] = base + (ramp.target - base) * share
+                out[ramp.metric] = (base + (ramp.target - base) * share
+                                    + _wander(ramp, t_s) * share)
                 touched.add(ramp.metric)
         for pulse in scenario.pulses:
             into = elapsed - pulse.after_s
@@ -305,12 +314,15 @@ def apply_ramps(values: Mapping[str, float], runs: tuple[ScheduledScenario, ...]
     """The device's values at ``t_s`` with every started ramp applied.
 
     Before onset nothing changes; after it the value moves from the ordinary signal toward
-    the target, ``1 - exp(-elapsed / tau)`` of the way, and stays in the valid range.
+    the target, ``1 - exp(-elapsed / tau)`` of the way (wandering about ±1 % of it, as a
+    sensor does), and stays in the valid range.
 
     >>> run = ScheduledScenario(scenario=GAS_LEAK, device_id="g1", start_s=10.0)
     >>> apply_ramps({"lel": 1.0}, (run,), t_s=5.0)
     {'lel': 1.0}
-    >>> round(apply_ramps({"lel": 1.0}, (run,), t_s=10.0 + 600.0)["lel"], 1)
-    60.0
+    >>> plateau = [apply_ramps({"lel": 1.0}, (run,), t_s=610.0 + 30 * k)["lel"]
+    ...            for k in range(30)]
+    >>> 59.4 <= min(plateau) < max(plateau) <= 60.6, len(set(plateau)) > 20
+    (True, True)
     """
     return apply_scenarios(values, runs, t_s)

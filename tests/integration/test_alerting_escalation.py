@@ -251,3 +251,20 @@ async def test_reminders_go_to_people_not_to_the_loudspeakers(
         assert await rows(db) == [(0, "station", "sent"), (1, "speakers", "sent"),
                                   (2, "duty", "sent"), (101, "duty", "sent"),
                                   (101, "station", "sent")]
+
+
+async def test_overdue_reminders_are_spread_out_not_sent_in_a_burst(
+        pg_dsn: str, db_schema: str, sink: LocalSink) -> None:
+    """After downtime every reminder is overdue: one goes at once, the next an interval later."""
+    async with service(settings_for(sink.port), pg_dsn, db_schema) as (run, db):
+        await run.publish(gas(55.0, Severity.RED))
+        await eventually(lambda: _sent(db, 2), "the station SMS and the broadcast")
+        run.clock.advance(60.0)
+        await eventually(lambda: _sent(db, 3), "the duty officer's SMS")
+        run.clock.advance(3600.0)  # both reminders (at 180 s and 300 s) long overdue
+        await eventually(lambda: _sent(db, 5), "one reminder to the station and the duty")
+        await asyncio.sleep(0.6)  # three polls: time for a second reminder to show
+        assert [r[0] for r in await rows(db)] == [0, 1, 2, 101, 101]
+        run.clock.advance(120.0)
+        await eventually(lambda: _sent(db, 7), "the second reminder, an interval later")
+        assert [r[0] for r in await rows(db)] == [0, 1, 2, 101, 101, 102, 102]
