@@ -26,6 +26,7 @@ from console.auth import current_session, require_session
 from console.body import json_body
 from console.context import ConsoleContext, context_of
 from console.params import BadInput, parse
+from console.privacy import health_policy
 from console.users import Role, User
 from console.views import JSONResponse, iso_utc
 from simulators.drill import DrillPlan, MqttTarget, carry_out, drill_devices, start_drill
@@ -251,7 +252,7 @@ async def drill_detail(request: Request) -> Response:
     user = (await require_session(request)).user
     drill = await _visible_drill(context, user, _drill_id(request))
     async with context.pool.connection(timeout=_DB_TIMEOUT_S) as conn:
-        entries = await timeline(conn, drill)
+        entries = health_policy(request).timeline(user, await timeline(conn, drill))
     onset = _onset(drill)
     card = drill.scorecard
     return JSONResponse({

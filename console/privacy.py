@@ -23,6 +23,7 @@ from console.users import User
 from shouwang.catalog import DeviceType
 from shouwang.models import Alert, Device, Notification
 from shouwang.store.alerts import AlertEvent
+from simulators.drill_record import TimelineEntry
 
 __all__ = ["RESTRICTED_TEXT", "HealthPolicy", "health_policy"]
 
@@ -65,6 +66,15 @@ class HealthPolicy:
         if not self._restricted(user, alert.device_id) or alert.hazard in _PLAIN_HAZARDS:
             return events
         return [dataclasses.replace(e, note=RESTRICTED_TEXT) if e.note else e for e in events]
+
+    def timeline(self, user: User, entries: Sequence[TimelineEntry]) -> list[TimelineEntry]:
+        """A drill's timeline as ``user`` may see it: the details of a wearable's entries
+        (message texts, detection messages, notes) carry values."""
+        if self.sees_health(user):
+            return list(entries)
+        return [dataclasses.replace(e, detail=RESTRICTED_TEXT)
+                if e.detail and self._restricted(user, e.device_id)
+                and e.hazard not in _PLAIN_HAZARDS else e for e in entries]
 
     def is_health_series(self, device: Device, metric: str) -> bool:
         return device.type is DeviceType.WEARABLE and metric in self.metrics

@@ -1,0 +1,34 @@
+"""A drill's timeline keeps residents' health details from roles that may not see them."""
+
+from __future__ import annotations
+
+from console.privacy import RESTRICTED_TEXT, HealthPolicy
+from console.users import Role, User
+from simulators.drill_record import TimelineEntry
+
+POLICY = HealthPolicy(roles=frozenset({"admin", "duty_officer", "care"}),
+                      metrics=frozenset({"heart_rate"}), wearables=frozenset({"wear-1"}))
+ENTRIES = (
+    TimelineEntry(at=1.0, kind="notification", device_id="wear-1", hazard="heart_rate_high",
+                  detail="sent: 【演练】心率过高 158次/分"),
+    TimelineEntry(at=2.0, kind="notification", device_id="wear-1", hazard="sos",
+                  detail="sent: 【演练】紧急呼救"),
+    TimelineEntry(at=3.0, kind="notification", device_id="gas-1", hazard="gas",
+                  detail="sent: 【演练】燃气泄漏 32%LEL"),
+    TimelineEntry(at=4.0, kind="onset", device_id="wear-1", hazard="heart_rate_high"),
+)
+
+
+def _user(role: Role) -> User:
+    return User(id=1, name=role.value, role=role, sites=("*",))
+
+
+def test_fire_station_reads_no_heart_rate_in_a_drill_timeline() -> None:
+    seen = POLICY.timeline(_user(Role.FIRE_STATION), ENTRIES)
+    assert [e.detail for e in seen] == [RESTRICTED_TEXT, "sent: 【演练】紧急呼救",
+                                        "sent: 【演练】燃气泄漏 32%LEL", ""]
+    assert [e.at for e in seen] == [1.0, 2.0, 3.0, 4.0]  # every step still shows
+
+
+def test_care_staff_read_the_whole_timeline() -> None:
+    assert POLICY.timeline(_user(Role.CARE), ENTRIES) == list(ENTRIES)
