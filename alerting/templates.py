@@ -28,6 +28,7 @@ __all__ = [
     "HazardWording",
     "body_for",
     "form_of",
+    "hazard_name",
     "render",
     "render_title",
 ]
@@ -266,6 +267,11 @@ _SEVERITY: Mapping[Language, Mapping[Severity, str]] = {
 }
 _DRILL: Mapping[Language, str] = {"zh": "【演练】", "en": "[DRILL] "}
 _BRAND: Mapping[Language, str] = {"zh": "【守望】", "en": "[Shouwang] "}
+
+
+def hazard_name(hazard: str, language: Language) -> str:
+    """What a hazard is called in messages: ``hazard_name("gas_forecast", "zh")``."""
+    return _wording(hazard, language).name
 
 
 def _wording(hazard: str, language: Language) -> HazardWording:

@@ -12,8 +12,10 @@ from pydantic import ValidationError
 from alerting.ack_links import AckLinks, BadLink
 from alerting.escalation import schedule
 from alerting.levels import LEVELS
+from alerting.models import Language
 from alerting.recipients import RecipientResolver, on_duty
 from alerting.storm import summary_text
+from alerting.templates import SMS_LIMIT
 from config.settings import (
     AlertingSettings,
     EscalationPolicy,
@@ -157,3 +159,15 @@ def test_storm_summary_in_english_counts_by_hazard() -> None:
     assert summary_text(alerts, "Sunshine", "en") == (
         "[DRILL] [Shouwang] Sunshine: 4 alerts at once: 3 x Device offline, 1 x Smoke alarm. "
         "See the console for details.")
+
+
+@given(hazards=st.lists(st.sampled_from(
+    ["offline", "gas", "smoke", "stuck", "flood", "battery_low", "seq_gap", "clock_skew",
+     "fire", "gas_forecast", "lel_drift", "pattern_anomaly", "sos", "fall"]), min_size=11,
+    max_size=300), language=st.sampled_from(["zh", "en"]), drill=st.booleans())
+def test_storm_summary_fits_one_sms_segment(hazards: list[str], language: Language,
+                                            drill: bool) -> None:
+    alerts = [alert(hazard=h, drill=drill) for h in hazards]
+    text = summary_text(alerts, "阳光小区", language)
+    assert len(text) <= SMS_LIMIT[language], text
+    assert str(len(alerts)) in text
