@@ -100,8 +100,14 @@
 
   // ---- alerts ---------------------------------------------------------------------------
 
+  // Learned-anomaly alerts (unusual readings, nobody paged) wait behind a toggle: on a
+  // large site they would bury the hazards a duty officer must act on.
+  function onBoard(alert) {
+    return alert.kind !== "anomaly" || $("show-anomalies").checked;
+  }
+
   function sortedAlerts() {
-    return [...alerts.values()].sort(window.Shouwang.byUrgency);
+    return [...alerts.values()].filter(onBoard).sort(window.Shouwang.byUrgency);
   }
 
   function actionButton(alert, action, pair, enabled, onClick) {
@@ -193,6 +199,8 @@
     countdownCells = [];
     $("alert-rows").replaceChildren(...list.map(alertRow));
     $("alert-count").textContent = String(list.length);
+    $("anomaly-count").textContent =
+      String([...alerts.values()].filter((a) => a.kind === "anomaly").length);
     $("no-alerts").hidden = list.length > 0;
     document.title = (list.length ? "(" + list.length + ") " : "") + "守望 · 社区应急值班台";
     renderPlan();
@@ -455,6 +463,7 @@
     if (!plan) return;
     const worst = new Map();   // device id -> its most severe live alert
     for (const alert of alerts.values()) {
+      if (!onBoard(alert)) continue;
       const known = worst.get(alert.device_id);
       if (!known || known.severity_level < alert.severity_level) worst.set(alert.device_id, alert);
     }
@@ -705,6 +714,7 @@
     $("assign-cancel").addEventListener("click", () => $("assign").close());
     loadPlans();
     $("device-filters").addEventListener("change", loadDevices);
+    $("show-anomalies").addEventListener("change", renderAlerts);
     renderAlerts();
     tick();
     connect();

@@ -102,7 +102,8 @@
   }
 
   function apply(alert) {
-    if (SHOWN.has(alert.status)) alerts.set(alert.id, alert);
+    // Unusual readings (learned anomaly) are for the duty desk, not the fire station.
+    if (SHOWN.has(alert.status) && alert.kind !== "anomaly") alerts.set(alert.id, alert);
     else alerts.delete(alert.id);
   }
 

@@ -44,6 +44,7 @@ class Stack:
     root: str
     dsn: str
     schema: str
+    bus: MemoryBus
 
     def publish(self, device: str, values: dict[str, float], ago_s: float = 0.0) -> None:
         now = time.time()
@@ -101,7 +102,7 @@ async def running_stack(pg_dsn: str, schema: str, mqtt_addr: tuple[str, int], ru
             running = asyncio.create_task(runner.run(), name="test.stack")
             try:
                 await asyncio.wait_for(console.ready.wait(), 20)
-                yield Stack(settings, console, mqtt_addr, root, pg_dsn, schema)
+                yield Stack(settings, console, mqtt_addr, root, pg_dsn, schema, bus)
             finally:
                 stop.set()
                 await running

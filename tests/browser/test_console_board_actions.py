@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.async_api import BrowserContext, Locator, expect
 
+from shouwang.codec import encode_detection
+from shouwang.models import Detection, DetectionKind, Severity
 from shouwang.store import connect
 from tests.browser.stack import XSS_NAME, log_in, running_stack
 from tests.integration.e2e import LEAK_DEVICE
@@ -146,4 +149,18 @@ async def test_countdown_step_fired_live_assign_and_configured_plan(
                                             ("王值班", "assigned"), ("王值班", "acknowledged")]
         finally:
             await db.close()
+
+        # Unusual readings (learned anomaly) wait behind the toggle, counted.
+        await page.locator("#history-close").click()
+        unusual = Detection(ts=time.time(), device_id=LEAK_DEVICE, site="sunshine",
+                            hazard="co_anomaly", kind=DetectionKind.ANOMALY,
+                            severity=Severity.BLUE, firing=True, metric="co", value=31.0)
+        await stack.bus.publish("detections", [(LEAK_DEVICE, encode_detection(unusual))])
+        await expect(page.locator("#anomaly-count")).to_have_text("1", timeout=WAIT_MS)
+        anomaly_row = page.locator("tr.alert.sev-blue", has_text=LEAK_DEVICE)
+        await expect(anomaly_row).to_have_count(0)
+        await page.locator("#show-anomalies").check()
+        await expect(anomaly_row).to_have_count(1)
+        await page.locator("#show-anomalies").uncheck()
+        await expect(anomaly_row).to_have_count(0)
     assert problems == []
