@@ -8,6 +8,7 @@ message arrives. Secrets come from the environment (``SHOUWANG_MQTT__PASSWORD``,
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -716,6 +717,10 @@ class ConsoleSettings(_Section):
     login_attempts: int = Field(default=5, ge=1, description="failures per name and per "
                                 "client address within login_window_s")
     login_window_s: float = Field(default=300, gt=0)
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = Field(
+        default=(), description="reverse proxies (addresses or networks) whose "
+        "X-Forwarded-For names the real client, for the login limit and the audit trail; "
+        "empty = the connecting address is the client")
 
 
 class SinkSettings(_Section):

@@ -24,6 +24,7 @@ from console.assign import NotAssignable, assign, assignees
 from console.auth import Action, require, require_session, roles_allowed
 from console.board import board_notes
 from console.body import json_body
+from console.client import client_address
 from console.context import ConsoleContext, context_of
 from console.device_detail import (
     device_alerts,
@@ -162,6 +163,11 @@ async def _announce(context: ConsoleContext, alert: Alert, notes: BoardNotes | N
         context.feed.deliver(alert, notes)
 
 
+def _source(request: Request) -> str:
+    """"From where" in the audit trail: the console, and the client's address."""
+    return f"console {client_address(request)}"
+
+
 async def _act(request: Request, wanted: AlertStatus, action: Action) -> Response:
     context = context_of(request)
     user = (await require_session(request)).user
@@ -172,7 +178,8 @@ async def _act(request: Request, wanted: AlertStatus, action: Action) -> Respons
         async with context.pool.connection(timeout=_DB_TIMEOUT_S) as conn:
             await _visible_alert(conn, user, alert_id)
             alert = await transition(conn, alert_id, wanted, actor=user.name,
-                                     source="console", note=body.note, now=context.clock())
+                                     source=_source(request), note=body.note,
+                                     now=context.clock())
             notes = (await board_notes(conn, [alert], context.policies,
                                        context.clock())).get(alert.id)
     except UnknownAlert:
@@ -224,7 +231,7 @@ async def assign_alert(request: Request) -> Response:
                 raise BadInput(f"assignee: {body.assignee!r} is neither a user who may act "
                                f"on site {alert.site} nor a person in the alerting groups")
             alert = await assign(conn, alert_id, assignee=body.assignee, by=user.name,
-                                 note=body.note, source="console", now=context.clock())
+                                 note=body.note, source=_source(request), now=context.clock())
             notes = (await board_notes(conn, [alert], context.policies,
                                        context.clock())).get(alert.id)
     except UnknownAlert:

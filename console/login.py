@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from console.auth import SESSION_COOKIE, current_session, require_session, session_token
 from console.body import json_body
+from console.client import client_address
 from console.context import context_of
 from console.params import LoginBody
 from console.users import (
@@ -50,14 +51,10 @@ def session_view(session: Session) -> dict[str, Any]:  # Any: JSON
             "csrf_token": session.csrf_token}
 
 
-def _client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 async def login(request: Request) -> Response:
     context = context_of(request)
     body = await json_body(request, LoginBody)
-    keys = [f"name:{body.name.casefold()}", f"addr:{_client_address(request)}"]
+    keys = [f"name:{body.name.casefold()}", f"addr:{client_address(request)}"]
     wait = context.login_limiter.retry_after(keys, context.clock())
     if wait > 0:
         raise HTTPException(429, "too many failed logins; try again later",
@@ -66,12 +63,12 @@ async def login(request: Request) -> Response:
         user = await verify_login(conn, body.name, body.password)
         if user is None:
             context.login_limiter.failed(keys, context.clock())
-            log.warning("failed login for %r from %s", body.name, _client_address(request))
+            log.warning("failed login for %r from %s", body.name, client_address(request))
             raise HTTPException(401, "wrong name or password")
         token, session = await create_session(conn, user, now=context.clock(),
                                               ttl_s=context.settings.console.session_ttl_s)
     context.login_limiter.succeeded(keys[0])
-    log.info("%s logged in from %s", user.name, _client_address(request))
+    log.info("%s logged in from %s", user.name, client_address(request))
     response = JSONResponse(session_view(session))
     response.set_cookie(
         SESSION_COOKIE, token, max_age=int(context.settings.console.session_ttl_s), path="/",

@@ -143,7 +143,7 @@ async def test_countdown_step_fired_live_assign_and_configured_plan(
             cur = await db.execute("SELECT assignee, assigned_by, note, source "
                                    "FROM alert_assignments")
             assert await cur.fetchall() == [("阳光微站", "王值班", "带灭火器去2号楼3层",
-                                             "console")]
+                                             "console 127.0.0.1")]
             cur = await db.execute("SELECT actor, action FROM alert_events ORDER BY id")
             assert await cur.fetchall() == [("system", "opened"), ("system", "escalated"),
                                             ("王值班", "assigned"), ("王值班", "acknowledged")]

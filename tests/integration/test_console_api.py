@@ -198,8 +198,8 @@ async def test_acknowledge_then_resolve(console: Console) -> None:
             "WHERE id = %s", (alert_id,))
         assert await cur.fetchone() == ("acknowledged", "王值班", NOW)
         audit = await _audit(console.db, alert_id)
-        assert audit[-1][:6] == ("王值班", "console", "acknowledged", "open", "acknowledged",
-                                 "已派人前往")
+        assert audit[-1][:6] == ("王值班", "console 127.0.0.1", "acknowledged", "open",
+                                 "acknowledged", "已派人前往")
 
         again = await client.post(f"/api/alerts/{alert_id}/ack")
         assert again.status_code == 409

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
@@ -313,5 +314,46 @@ async def test_users_add_cli_takes_the_password_from_stdin(
         assert await verify_login(db, "zhang", "a-long-secret-3") is None
         cur = await db.execute("SELECT count(*) FROM console_users WHERE name = 'li'")
         assert await cur.fetchone() == (0,)
+    finally:
+        await db.close()
+
+
+async def test_behind_a_trusted_proxy_each_client_has_its_own_login_limit(
+        pg_dsn: str, db_schema: str) -> None:
+    """The proxy's X-Forwarded-For names the client: one client's failures lock out that
+    client only, and the audit trail names it."""
+    db = await connect(pg_dsn, db_schema, autocommit=True)
+    settings = SETTINGS.model_copy(update={"console": SETTINGS.console.model_copy(
+        update={"trusted_proxies": (ip_network("127.0.0.1/32"),)})})
+    try:
+        await sync_registry(db, settings.site_map().values(), settings.device_map().values())
+        alert_id = await _open_alert(db, "g1", "s1", "gas")
+        await add_user(db, "duty", Role.DUTY_OFFICER, ("s1", "s2"))
+        async with MemoryBus() as bus:
+            app = create_app(settings, pg_dsn, bus, schema=db_schema, clock=Clock(NOW))
+            async with app.router.lifespan_context(app), httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app), base_url="http://console") as client:
+
+                def via(address: str) -> dict[str, str]:
+                    return {"x-forwarded-for": f"198.51.100.99, {address}"}
+
+                for name in ("a", "b", "c"):
+                    wrong = await client.post("/api/login", headers=via("203.0.113.1"),
+                                              json={"name": name, "password": "guess-1234"})
+                    assert wrong.status_code == 401
+                locked = await client.post("/api/login", headers=via("203.0.113.1"),
+                                           json={"name": "duty", "password": PASSWORD})
+                assert locked.status_code == 429
+                other = await client.post("/api/login", headers=via("203.0.113.2"),
+                                          json={"name": "duty", "password": PASSWORD})
+                assert other.status_code == 200, other.text
+                token = other.json()["csrf_token"]
+                acked = await client.post(f"/api/alerts/{alert_id}/ack",
+                                          headers={**via("203.0.113.2"), "x-csrf-token": token},
+                                          json={"note": "on my way"})
+                assert acked.status_code == 200, acked.text
+        cur = await db.execute("SELECT source FROM alert_events WHERE alert_id = %s "
+                               "AND action = 'acknowledged'", (alert_id,))
+        assert await cur.fetchall() == [("console 203.0.113.2",)]
     finally:
         await db.close()

@@ -198,12 +198,12 @@ async def test_assign_records_who_whom_when_and_where_and_tells_the_board(
         assert body["status"] == "open"  # an attribute, not a state
         assert body["assignment"] == {"assignee": "s1微站", "assigned_by": "王值班",
                                       "at": iso_utc(NOW), "note": "请带灭火器上5楼",
-                                      "source": "console"}
+                                      "source": "console 127.0.0.1"}
         published = await watcher.batch(timeout_s=1.0)
         assert [m.key for m in published] == [str(alert_id)]
 
     audit = await _audit(board.db, alert_id)
-    assert audit[-1] == ("王值班", "console", "assigned", "open", "open",
+    assert audit[-1] == ("王值班", "console 127.0.0.1", "assigned", "open", "open",
                          "→ s1微站: 请带灭火器上5楼", NOW)
 
     # Re-assigning keeps both rows; the newest is current, on the list and in the detail.
