@@ -9,7 +9,6 @@ view) is tested in CI by tests/integration/test_console_board.py.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -22,23 +21,17 @@ from console.device_detail import Bucket, has_minute_aggregate, reading_buckets
 from shouwang.models import Reading
 from shouwang.store import ReadingWriter, connect, migrate
 from shouwang.store.schema import MIGRATIONS, has_timescaledb
+from tests.integration.timescale import TIMESCALE_DSN, needs_timescale
 
-_DSN = os.environ.get("SHOUWANG_TEST_TIMESCALE_DSN", "")
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not _DSN, reason=(
-        "SHOUWANG_TEST_TIMESCALE_DSN is not set: needs a PostgreSQL that preloads TimescaleDB, "
-        "which CI does not have (see tests/integration/test_timescale.py)")),
-]
+pytestmark = needs_timescale
 
 
 @pytest.fixture
 async def conn(run_id: str) -> AsyncIterator[AsyncConnection[Any]]:  # Any: tuple rows
     schema = f"c{run_id[:58]}"
-    connection = await connect(_DSN, schema, autocommit=True)
+    connection = await connect(TIMESCALE_DSN, schema, autocommit=True)
     try:
-        assert await has_timescaledb(connection), f"TimescaleDB is not preloaded at {_DSN}"
+        assert await has_timescaledb(connection), f"TimescaleDB is not preloaded at {TIMESCALE_DSN}"
         assert await migrate(connection, schema) > 0
         yield connection
     finally:

@@ -7,7 +7,6 @@ tests/integration/test_timescale.py); CI has none, so it is skipped there, like 
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,23 +17,17 @@ from shouwang.privacy import purge_health
 from shouwang.store import connect, migrate
 from shouwang.store.schema import has_timescaledb
 from tests.integration.privacy_seed import DAY, NOW, privacy_settings, seed
+from tests.integration.timescale import TIMESCALE_DSN, needs_timescale
 
-_DSN = os.environ.get("SHOUWANG_TEST_TIMESCALE_DSN", "")
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not _DSN, reason=(
-        "SHOUWANG_TEST_TIMESCALE_DSN is not set: needs a PostgreSQL that preloads TimescaleDB, "
-        "which CI does not have (see tests/integration/test_timescale.py)")),
-]
+pytestmark = needs_timescale
 
 
 @pytest.fixture
 async def db(run_id: str) -> AsyncIterator[AsyncConnection[Any]]:  # Any: tuple rows
     schema = run_id[:60]
-    conn = await connect(_DSN, schema, autocommit=True)
+    conn = await connect(TIMESCALE_DSN, schema, autocommit=True)
     try:
-        assert await has_timescaledb(conn), f"TimescaleDB is not preloaded at {_DSN}"
+        assert await has_timescaledb(conn), f"TimescaleDB is not preloaded at {TIMESCALE_DSN}"
         await migrate(conn, schema)
         yield conn
     finally:

@@ -17,7 +17,6 @@ Each test migrates its own schema and drops it; the extension itself stays in ``
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -29,15 +28,9 @@ from psycopg import AsyncConnection, sql
 from shouwang.models import Reading
 from shouwang.store import ReadingWriter, connect, migrate
 from shouwang.store.schema import has_timescaledb
+from tests.integration.timescale import TIMESCALE_DSN, needs_timescale
 
-_DSN = os.environ.get("SHOUWANG_TEST_TIMESCALE_DSN", "")
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not _DSN, reason=(
-        "SHOUWANG_TEST_TIMESCALE_DSN is not set: needs a PostgreSQL that preloads TimescaleDB, "
-        "which CI does not have (see this module's docstring to run it locally)")),
-]
+pytestmark = needs_timescale
 
 DAY = 86_400.0
 
@@ -48,7 +41,7 @@ def _readings(start: float, count: int, device_id: str = "gas-1") -> list[Readin
 
 
 async def _drop(schema: str) -> None:
-    conn = await connect(_DSN, schema, autocommit=True)
+    conn = await connect(TIMESCALE_DSN, schema, autocommit=True)
     try:
         await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
             sql.Identifier(schema)))
@@ -60,9 +53,9 @@ async def _drop(schema: str) -> None:
 async def schema(run_id: str) -> AsyncIterator[str]:
     """A fresh schema migrated on the TimescaleDB server; dropped afterwards."""
     name = run_id[:60]
-    conn = await connect(_DSN, name)
+    conn = await connect(TIMESCALE_DSN, name)
     try:
-        assert await has_timescaledb(conn), f"TimescaleDB is not preloaded at {_DSN}"
+        assert await has_timescaledb(conn), f"TimescaleDB is not preloaded at {TIMESCALE_DSN}"
         assert await migrate(conn, name) > 0
         await conn.commit()
         yield name
@@ -73,7 +66,7 @@ async def schema(run_id: str) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def conn(schema: str) -> AsyncIterator[AsyncConnection[Any]]:  # Any: tuple rows
-    connection = await connect(_DSN, schema)
+    connection = await connect(TIMESCALE_DSN, schema)
     try:
         yield connection
     finally:
@@ -182,7 +175,7 @@ async def test_redelivery_into_a_compressed_chunk_is_ignored(
 
 async def test_several_schemas_share_one_extension(schema: str, run_id: str) -> None:
     other = f"{run_id[:54]}_other"
-    other_conn = await connect(_DSN, other)
+    other_conn = await connect(TIMESCALE_DSN, other)
     try:
         assert await migrate(other_conn, other) > 0
         await other_conn.commit()
