@@ -79,8 +79,11 @@ class PrivateKafka(PrivateProcess):
                 "-Dlog4j2.shutdownHookEnabled=false", "-cp", f"{_LIBS}/*"]
 
     def _format(self) -> None:
-        # A cluster id is 16 random bytes, base64url without padding.
-        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        # A cluster id is 16 random bytes, base64url without padding; like Kafka's own
+        # Uuid.randomUuid, never one starting with "-", which the tool would read as a flag.
+        cluster = "-"
+        while cluster.startswith("-"):
+            cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         subprocess.run([*self._java("128m"), "kafka.tools.StorageTool", "format",
                         "-t", cluster, "-c", str(self._properties)],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
