@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 from psycopg import AsyncConnection
 
 from alerting.levels import level_of
-from alerting.templates import HAZARD_WORDING, render_title
+from alerting.templates import hazard_wording, render_title
 from config.settings import AlertingSettings
 from shouwang.models import Alert, DetectionKind, Site
 from shouwang.store.alerts import AlertEvent, get_alert, list_events
@@ -123,13 +123,13 @@ def message_for(settings: AlertingSettings, alert: Alert, events: Sequence[Alert
         _sub(root, "references", " ".join(f"{sender},{m.identifier},{_cap_time(m.sent)}"
                                           for m in history[:-1]))
     language = settings.language
-    wording = HAZARD_WORDING[language].get(alert.hazard)
+    wording = hazard_wording(alert.hazard, language)
     level = level_of(alert.severity)
     site_name = site.name if site is not None else alert.site
     info = ET.SubElement(root, f"{{{CAP_NAMESPACE}}}info")
     _sub(info, "language", "zh-CN" if language == "zh" else "en-US")
     _sub(info, "category", _CATEGORY.get(alert.hazard, "Other"))
-    _sub(info, "event", wording.name if wording else alert.hazard)
+    _sub(info, "event", wording.name)
     _sub(info, "responseType", "AllClear" if latest.msg_type == "Cancel"
          else _RESPONSE.get(alert.hazard, "Monitor"))
     _sub(info, "urgency", "Past" if latest.msg_type == "Cancel" else level.cap_urgency)
@@ -142,8 +142,7 @@ def message_for(settings: AlertingSettings, alert: Alert, events: Sequence[Alert
                                         language=language))
     if alert.message:
         _sub(info, "description", alert.message)
-    if wording is not None:
-        _sub(info, "instruction", wording.spoken_advice)
+    _sub(info, "instruction", wording.spoken_advice)
     parameter = ET.SubElement(info, f"{{{CAP_NAMESPACE}}}parameter")
     _sub(parameter, "valueName", "warningLevel")
     _sub(parameter, "value", alert.severity.label)

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from alerting.models import Language
-from alerting.templates import SMS_LIMIT, hazard_name
+from alerting.templates import SMS_LIMIT, hazard_wording
 from shouwang.models import Alert
 
 __all__ = ["summary_text"]
@@ -36,7 +36,7 @@ def summary_text(alerts: Sequence[Alert], site_name: str, language: Language) ->
     '【守望】阳光小区 同时出现9条告警：设备离线2条，燃气泄漏1条'
     """
     counts = Counter(a.hazard for a in alerts).most_common()
-    names = [(hazard_name(h, language), n) for h, n in counts]
+    names = [(hazard_wording(h, language).name, n) for h, n in counts]
     drill = any(a.drill for a in alerts)
     if language == "zh":
         head = ("【演练】" if drill else "") + f"【守望】{site_name} 同时出现{len(alerts)}条告警："

@@ -28,7 +28,7 @@ __all__ = [
     "HazardWording",
     "body_for",
     "form_of",
-    "hazard_name",
+    "hazard_wording",
     "render",
     "render_title",
 ]
@@ -269,16 +269,13 @@ _DRILL: Mapping[Language, str] = {"zh": "【演练】", "en": "[DRILL] "}
 _BRAND: Mapping[Language, str] = {"zh": "【守望】", "en": "[Shouwang] "}
 
 
-def hazard_name(hazard: str, language: Language) -> str:
-    """What a hazard is called in messages: ``hazard_name("gas_forecast", "zh")``."""
-    return _wording(hazard, language).name
+def hazard_wording(hazard: str, language: Language) -> HazardWording:
+    """How a hazard reads in every message (SMS, broadcast, CAP, summaries); unknown
+    hazards get the generic wording.
 
-
-def _wording(hazard: str, language: Language) -> HazardWording:
-    """
-    >>> _wording("lel_anomaly", "zh").name, _wording("co_anomaly", "en").name
+    >>> hazard_wording("lel_anomaly", "zh").name, hazard_wording("co_anomaly", "en").name
     ('可燃气体浓度读数异常', 'Unusual carbon monoxide readings')
-    >>> _wording("lel_drift", "zh").name
+    >>> hazard_wording("lel_drift", "zh").name
     '可燃气体浓度传感器漂移'
     """
     found = HAZARD_WORDING[language].get(hazard)
@@ -376,7 +373,7 @@ def _fit_left(text: str, limit: int) -> str:
 
 
 def _sms(alert: Alert, site_name: str, place: str, language: Language) -> str:
-    wording = _wording(alert.hazard, language)
+    wording = hazard_wording(alert.hazard, language)
     value = (wording.value.format(v=_number(alert.last_value))
              if wording.value and alert.last_value is not None else "")
     head = (_DRILL[language] if alert.drill else "") + _BRAND[language]
@@ -404,7 +401,7 @@ def _sms(alert: Alert, site_name: str, place: str, language: Language) -> str:
 
 
 def _broadcast(alert: Alert, site_name: str, place: str, language: Language) -> str:
-    wording = _wording(alert.hazard, language)
+    wording = hazard_wording(alert.hazard, language)
     spoken_value = (wording.spoken_value.format(v=_number(alert.last_value))
                     if wording.spoken_value and alert.last_value is not None else "")
     drill = _DRILL[language] if alert.drill else ""
@@ -430,7 +427,7 @@ def render_title(*, hazard: str, severity: Severity, site_name: str, drill: bool
     ...              language="en")
     'Red warning: Gas leak at Sunshine'
     """
-    name = _wording(hazard, language).name
+    name = hazard_wording(hazard, language).name
     drill_prefix = _DRILL[language] if drill else ""
     level = _SEVERITY[language][severity]
     if language == "zh":
@@ -446,7 +443,7 @@ _LONG_LABELS: Mapping[Language, tuple[str, ...]] = {
 
 def _long(alert: Alert, title: str, site_name: str, place: str, device: Device | None,
           language: Language, zone: ZoneInfo) -> str:
-    wording = _wording(alert.hazard, language)
+    wording = hazard_wording(alert.hazard, language)
     spoken_value = (wording.spoken_value.format(v=_number(alert.last_value))
                     if wording.spoken_value and alert.last_value is not None else "")
     since = dt.datetime.fromtimestamp(alert.opened_at, zone).strftime("%Y-%m-%d %H:%M:%S %Z")

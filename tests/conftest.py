@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -57,6 +58,16 @@ def _reachable(name: str, address: str) -> None:
             pass
     except OSError as err:
         pytest.fail(f"{name} at {address} is not reachable: {err}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def tts_engine() -> str:
+    """The local text-to-speech engine for loudspeaker audio, installed like the services."""
+    engine = shutil.which("espeak-ng")
+    if engine is None:
+        pytest.fail("espeak-ng is not installed: `bash scripts/services.sh install` installs "
+                    "it (the README's test command does it)", pytrace=False)
+    return engine
 
 
 @pytest.fixture(scope="session")

@@ -244,7 +244,8 @@ window.Shouwang = (function () {
   const CAN_ACK = new Set(["open", "escalated"]);
   const ROLES = {
     admin: ["管理员", "Admin"], duty_officer: ["值班员", "Duty officer"],
-    fire_station: ["微型消防站", "Fire station"], viewer: ["只读", "Viewer"],
+    fire_station: ["微型消防站", "Fire station"], care: ["养老护理", "Elderly care"],
+    viewer: ["只读", "Viewer"],
   };
 
   applyLang();

@@ -16,7 +16,7 @@ from shouwang.store import ReadingStore, connect
 from shouwang.store.registry import sync_registry
 
 __all__ = ["DEVICE", "ROOT", "TOPIC", "landed_seqs", "register", "running_ingest",
-           "wait_settled"]
+           "wait_for_rows", "wait_settled"]
 
 DEVICE = Device(id="gas-1", type=DeviceType.GAS, site="north")
 ROOT = "shouwang/v1"
@@ -40,6 +40,14 @@ async def landed_seqs(pg_dsn: str, schema: str) -> list[int]:
         return [int(row[0]) for row in await cur.fetchall()]
     finally:
         await conn.close()
+
+
+async def wait_for_rows(pg_dsn: str, schema: str, at_least: int, timeout_s: float = 60) -> None:
+    """Until at least ``at_least`` readings are stored (a fault is injected mid-stream)."""
+    deadline = time.monotonic() + timeout_s
+    while len(await landed_seqs(pg_dsn, schema)) < at_least:
+        assert time.monotonic() < deadline, f"fewer than {at_least} readings landed"
+        await asyncio.sleep(0.02)
 
 
 async def wait_settled(pg_dsn: str, schema: str, *, until: int | None = None,

@@ -48,6 +48,7 @@ from tests.faults.pipeline import (
     landed_seqs,
     register,
     running_ingest,
+    wait_for_rows,
     wait_settled,
 )
 from tests.integration.mqtt_util import publish_all
@@ -89,13 +90,6 @@ def _snapshot(seqs: set[int]) -> set[int]:
             continue
 
 
-async def _wait_rows(pg_dsn: str, schema: str, at_least: int, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while len(await landed_seqs(pg_dsn, schema)) < at_least:
-        assert time.monotonic() < deadline, f"fewer than {at_least} readings landed"
-        await asyncio.sleep(0.02)
-
-
 async def test_mosquitto_kill_9_mid_stream_loss_is_bounded_and_counted(
         pg_dsn: str, db_schema: str, tmp_path: Path, run_id: str) -> None:
     await register(pg_dsn, db_schema)
@@ -106,7 +100,7 @@ async def test_mosquitto_kill_9_mid_stream_loss_is_bounded_and_counted(
             await asyncio.to_thread(broker.save)  # ingest's session is on disk, as autosave does
             device = DevicePublisher(broker.port, TOPIC, LOAD, chunk=50, pause_s=0.02)
             device.start()
-            await _wait_rows(pg_dsn, db_schema, LOAD // 4)
+            await wait_for_rows(pg_dsn, db_schema, LOAD // 4)
             # Stored before the kill (a subset of what ingest had), acknowledged after it (a
             # superset of what the dead broker acknowledged): the bound errs on the safe side.
             handed_on = set(await landed_seqs(pg_dsn, db_schema))

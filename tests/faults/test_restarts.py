@@ -24,7 +24,13 @@ from shouwang.embedded import EmbeddedPostgres
 from shouwang.store import connect, migrate
 from tests.faults.broker import SHIPPED_SETTINGS, PrivateMosquitto, free_port
 from tests.faults.load import DevicePublisher
-from tests.faults.pipeline import TOPIC, landed_seqs, register, running_ingest, wait_settled
+from tests.faults.pipeline import (
+    TOPIC,
+    register,
+    running_ingest,
+    wait_for_rows,
+    wait_settled,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -51,13 +57,6 @@ def _count(published: set[int], landed: list[int]) -> tuple[int, int, int, int]:
             len(landed) - len(distinct))
 
 
-async def _wait_for_rows(pg_dsn: str, schema: str, at_least: int, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while len(await landed_seqs(pg_dsn, schema)) < at_least:
-        assert time.monotonic() < deadline, f"fewer than {at_least} readings landed"
-        await asyncio.sleep(0.05)
-
-
 async def test_mosquitto_restarts_mid_stream_nothing_lost_or_duplicated(
         pg_dsn: str, db_schema: str, tmp_path: Path, run_id: str) -> None:
     await register(pg_dsn, db_schema)
@@ -67,7 +66,7 @@ async def test_mosquitto_restarts_mid_stream_nothing_lost_or_duplicated(
         async with running_ingest(pg_dsn, db_schema, broker.port, run_id):
             device = DevicePublisher(broker.port, TOPIC, LOAD, chunk=50, pause_s=0.02)
             device.start()
-            await _wait_for_rows(pg_dsn, db_schema, LOAD // 4)
+            await wait_for_rows(pg_dsn, db_schema, LOAD // 4)
             # Graceful restart: the broker saves sessions and queued messages to disk.
             await asyncio.to_thread(broker.stop)
             assert len(device.acked) < LOAD, "the restart must come mid-stream"
@@ -99,7 +98,7 @@ async def test_postgres_stopped_nothing_lost_or_duplicated(
             async with running_ingest(dsn, schema, broker.port, run_id) as ingest:
                 device = DevicePublisher(broker.port, TOPIC, LOAD, pause_s=0.02)
                 device.start()
-                await _wait_for_rows(dsn, schema, LOAD // 5)
+                await wait_for_rows(dsn, schema, LOAD // 5)
                 await pg.stop()
                 stopped_at = time.monotonic()
                 # The outage is wall time on purpose; devices keep publishing throughout.

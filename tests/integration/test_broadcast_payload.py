@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import shutil
 import wave
 from pathlib import Path
 from typing import Any
@@ -45,15 +43,6 @@ from tests.integration.test_alerting_service import eventually
 pytestmark = pytest.mark.integration
 
 
-def require_tts() -> None:
-    if shutil.which("espeak-ng") is not None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail("espeak-ng is missing: scripts/services.sh install should have installed "
-                    "it (Debian package espeak-ng)", pytrace=False)
-    pytest.skip("espeak-ng is not installed here (bash scripts/services.sh install)")
-
-
 def loudspeakers(base: Settings, urls: tuple[str, ...], audio: Path,
                  **broadcast: Any) -> Settings:  # Any: BroadcastSettings fields
     config = AlertingSettings(
@@ -79,10 +68,10 @@ def assert_valid_wav(path: Path) -> float:
     return duration
 
 
+@pytest.mark.usefixtures("tts_engine")
 async def test_mqtt_controller_gets_the_structured_message_and_its_audio(
         pg_dsn: str, db_schema: str, sink: LocalSink, mqtt_addr: tuple[str, int],
         run_id: str, tmp_path: Path) -> None:
-    require_tts()
     host, port = mqtt_addr
     topic = f"{run_id}/broadcast/controller"
     settings = loudspeakers(settings_for(sink.port), (f"mqtt://{host}:{port}/{topic}?qos=1",),
@@ -114,9 +103,9 @@ async def test_mqtt_controller_gets_the_structured_message_and_its_audio(
     assert abs(assert_valid_wav(path) - audio["duration_s"]) < 0.05
 
 
+@pytest.mark.usefixtures("tts_engine")
 async def test_http_controller_gets_a_drill_for_the_whole_site_in_english(
         pg_dsn: str, db_schema: str, sink: LocalSink, tmp_path: Path) -> None:
-    require_tts()
     settings = loudspeakers(settings_for(sink.port),
                             (f"json://127.0.0.1:{sink.port}/broadcast",), tmp_path)
     settings = settings.model_copy(update={"alerting": settings.alerting.model_copy(
@@ -160,8 +149,8 @@ async def test_without_a_tts_engine_the_text_goes_out_and_the_log_says_so_once(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.usefixtures("tts_engine")
 async def test_console_serves_the_audio_file_by_name_only(tmp_path: Path) -> None:
-    require_tts()
     settings = Settings(alerting=AlertingSettings(
         broadcast=BroadcastSettings(audio_dir=tmp_path)))
     name = "0123456789abcdef0123456789abcdef.wav"

@@ -7,7 +7,6 @@ import asyncio
 import dataclasses
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -92,16 +91,8 @@ def test_each_channel_gets_its_own_form() -> None:
     assert summary["alert_ids"] == [7, 8] and "同时出现2条告警" in summary["text"]
 
 
-def _require_engine() -> None:
-    if shutil.which("espeak-ng") is None:
-        if os.environ.get("CI"):
-            pytest.fail("espeak-ng is missing in CI: scripts/services.sh install installs it",
-                        pytrace=False)
-        pytest.skip("espeak-ng is not installed here")
-
-
+@pytest.mark.usefixtures("tts_engine")
 async def test_speech_renders_a_wav_reuses_it_and_keeps_the_newest(tmp_path: Path) -> None:
-    _require_engine()
     speech = find_speech(BroadcastSettings(audio_dir=tmp_path, audio_keep=2))
     assert speech is not None
     first = await speech.render("【演练】紧急通知：三号楼发生燃气泄漏，请立即撤离。", "zh")
