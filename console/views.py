@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from alerting.templates import hazard_wording
 from config.settings import SitePlan
 from console.models import BoardNotes, DeviceState
 from shouwang.models import Alert, Location, Notification
@@ -73,6 +74,9 @@ def alert_view(alert: Alert) -> JSONObject:
         "device_id": alert.device_id,
         "location": location_view(alert.location),
         "hazard": alert.hazard,
+        # Its name, as the SMS and loudspeakers say it: one wording for every page.
+        "hazard_name": [hazard_wording(alert.hazard, "zh").name,
+                        hazard_wording(alert.hazard, "en").name],
         "kind": alert.kind.value,
         "severity": alert.severity.label,
         "severity_level": int(alert.severity),

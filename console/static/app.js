@@ -22,17 +22,6 @@
       public: ["社区广播", "loudspeakers"], building_managers: ["楼栋管理员", "building managers"],
       family_contacts: ["家属", "family"],
     },
-    hazard: {
-      gas: ["可燃气体泄漏", "Gas leak"], co: ["一氧化碳", "Carbon monoxide"],
-      smoke: ["烟雾火情", "Smoke"], heat: ["温度过高", "Heat"],
-      flood: ["水浸", "Flooding"], electrical_leak: ["电气漏电", "Residual current"],
-      overheat: ["线缆过热", "Cable overheating"],
-      heart_rate_high: ["心率过高", "High heart rate"],
-      heart_rate_low: ["心率过低", "Low heart rate"],
-      fall: ["跌倒", "Fall"], sos: ["紧急呼救", "SOS"], inactivity: ["长时间无活动", "Inactivity"],
-      offline: ["设备离线", "Device offline"], tamper: ["设备被拆", "Tamper"],
-      siren: ["声光报警", "Siren"], low_battery: ["电量低", "Low battery"],
-    },
     device: {
       online: ["在线", "Online"], offline: ["离线", "Offline"], unknown: ["未上报", "Never seen"],
     },
@@ -158,7 +147,7 @@
     const level = cell(row, "level", el("span", "swatch"), bilingual(label("severity", alert.severity)));
     if (alert.drill) level.append(el("span", "drill", "演练 Drill"));
 
-    const hazard = cell(row, "hazard", bilingual(label("hazard", alert.hazard)));
+    const hazard = cell(row, "hazard", bilingual(window.Shouwang.hazardName(alert)));
     if (alert.message) hazard.append(el("div", "detail", alert.message));
 
     const place = cell(row, "place", el("div", "place-text", alert.location.text || alert.device_id));
@@ -328,7 +317,7 @@
       const alert = alerts.get(id);
       assigning = id;
       $("assign-title").replaceChildren("#" + id + " ",
-        bilingual(label("hazard", alert ? alert.hazard : "")),
+        bilingual(alert ? window.Shouwang.hazardName(alert) : ["", ""]),
         alert ? " · " + (alert.location.text || alert.device_id) : "");
       $("assign-who").replaceChildren(...people.map((person) => {
         const kind = person.kind === "user" ?
@@ -515,7 +504,7 @@
               class: alert ? "plan-dot plan-alert sev-" + alert.severity : "plan-dot plan-" + device.status });
             dot.dataset.deviceId = device.id;
             dot.append(svgNode("title", {}, (device.name || device.id) + " · " + (device.location.text || "") +
-              (alert ? " · " + window.Shouwang.text(label("hazard", alert.hazard)) : "")));
+              (alert ? " · " + window.Shouwang.text(window.Shouwang.hazardName(alert)) : "")));
             root.append(dot);
           });
           y += floorHeight(devices);
@@ -552,7 +541,7 @@
       class: alert ? "plan-dot plan-alert sev-" + alert.severity : "plan-dot plan-" + device.status });
     dot.dataset.deviceId = device.id;
     dot.append(svgNode("title", {}, (device.name || device.id) + " · " + (device.location.text || "") +
-      (alert ? " · " + window.Shouwang.text(label("hazard", alert.hazard)) : "")));
+      (alert ? " · " + window.Shouwang.text(window.Shouwang.hazardName(alert)) : "")));
     return dot;
   }
 
@@ -678,7 +667,7 @@
     try {
       const detail = await fetchJSON("/api/alerts/" + id);
       $("history-title").replaceChildren(
-        "#" + detail.id + " ", bilingual(label("hazard", detail.hazard)),
+        "#" + detail.id + " ", bilingual(window.Shouwang.hazardName(detail)),
         " · " + (detail.location.text || detail.device_id));
       $("history-rows").replaceChildren(...detail.events.map((event) => {
         const row = el("tr");

@@ -223,7 +223,7 @@ window.Shouwang = (function () {
     connect();
   }
 
-  // Hazard names shared by the pages (the board keeps its own fuller table).
+  // Hazard names for what comes without its own (drill timelines, old clients).
   const HAZARD = {
     gas: ["可燃气体泄漏", "Gas leak"], co: ["一氧化碳", "Carbon monoxide"],
     smoke: ["烟雾火情", "Smoke"], heat: ["温度过高", "Heat"], flood: ["水浸", "Flooding"],
@@ -232,6 +232,10 @@ window.Shouwang = (function () {
     fall: ["跌倒", "Fall"], sos: ["紧急呼救", "SOS"], inactivity: ["长时间无活动", "Inactivity"],
     offline: ["设备离线", "Device offline"], tamper: ["设备被拆", "Tamper"], siren: ["声光报警", "Siren"],
   };
+  // An alert's hazard as messages name it (served with each alert), else this table.
+  function hazardName(alert) {
+    return alert.hazard_name || HAZARD[alert.hazard] || [alert.hazard, alert.hazard];
+  }
   const SEVERITY = {
     red: ["红色", "Red"], orange: ["橙色", "Orange"], yellow: ["黄色", "Yellow"], blue: ["蓝色", "Blue"],
   };
@@ -253,7 +257,8 @@ window.Shouwang = (function () {
   document.addEventListener("keydown", unlockAudio);
 
   return {
-    HAZARD, SEVERITY, STATUS, ALARM, CAN_ACK, el, bilingual, text, lang, setLang, fetchJSON,
+    HAZARD, hazardName, SEVERITY, STATUS, ALARM, CAN_ACK, el, bilingual, text, lang, setLang,
+    fetchJSON,
     loadSession, canAct, beep, controls, showProblem, clearProblem, formatDuration, byUrgency,
     liveAlerts, session: () => session,
   };

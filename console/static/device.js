@@ -132,7 +132,7 @@
     $("device-alert-rows").replaceChildren(...device.alerts.map((alert) => {
       const row = el("tr", "sev-" + alert.severity);
       const cells = [time(alert.opened_at),
-        bilingual(S.HAZARD[alert.hazard] || [alert.hazard, alert.hazard]),
+        bilingual(S.hazardName(alert)),
         bilingual(SEVERITY[alert.severity] || [alert.severity, alert.severity]),
         bilingual(STATUS[alert.status] || [alert.status, alert.status]),
         alert.last_value === null ? "—" : String(Math.round(alert.last_value * 100) / 100)];

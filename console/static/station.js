@@ -4,7 +4,7 @@
 
 (function () {
   const S = window.Shouwang;
-  const { el, bilingual, SEVERITY, STATUS, CAN_ACK, ALARM, HAZARD, showProblem } = S;
+  const { el, bilingual, SEVERITY, STATUS, CAN_ACK, ALARM, showProblem } = S;
   const SHOWN = new Set(["open", "escalated", "acknowledged"]);
   const TODO = {
     gas: ["关闭燃气总阀，开窗通风；严禁开关电器、动用明火；疏散同层住户。",
@@ -55,7 +55,7 @@
     const sev = el("span", "card-sev");
     sev.append(bilingual(SEVERITY[alert.severity] || [alert.severity, alert.severity]));
     const hazard = el("span", "card-hazard");
-    hazard.append(bilingual(HAZARD[alert.hazard] || [alert.hazard, alert.hazard]));
+    hazard.append(bilingual(S.hazardName(alert)));
     const open = el("span", "card-since", since(alert.opened_at));
     timers.push([open, alert.opened_at]);
     head.append(sev, hazard, open);

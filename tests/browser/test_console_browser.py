@@ -68,7 +68,7 @@ async def test_board_login_live_alert_acknowledge_and_station_on_a_phone(
         await expect(row).to_be_visible(timeout=WAIT_MS)
         appeared_s = time.monotonic() - published
         await expect(row).to_have_class("alert sev-red")
-        await expect(row.locator(".hazard")).to_contain_text("可燃气体泄漏")
+        await expect(row.locator(".hazard")).to_contain_text("燃气泄漏")
         await expect(row.locator(".place")).to_contain_text("2号楼 1单元 3层 301")
         await expect(page.locator("body")).to_have_attribute("data-beeps", "1")  # sound cue
         plan_dot = page.locator(f'#plan circle.plan-alert.sev-red[data-device-id="{LEAK_DEVICE}"]')
@@ -123,11 +123,11 @@ async def test_board_login_live_alert_acknowledge_and_station_on_a_phone(
         phone.on("pageerror", lambda e: problems.append(str(e)))
         await log_in(phone, base, "阳光微站", "/station")
         await expect(phone.locator("#link.link-up")).to_be_visible(timeout=WAIT_MS)
-        card = phone.locator("article.station-card", has_text="可燃气体泄漏")
+        card = phone.locator("article.station-card", has_text="燃气泄漏")
         await expect(card).to_be_visible(timeout=WAIT_MS)
         await expect(card.locator("button.station-ack")).to_have_count(0)  # acknowledged
         await asyncio.to_thread(stack.publish, SMOKE_DEVICE, {"smoke": 9.5, "alarm": 1.0})
-        smoke = phone.locator("article.station-card.sev-red", has_text="烟雾火情")
+        smoke = phone.locator("article.station-card.sev-red", has_text="烟雾报警")
         await expect(smoke).to_be_visible(timeout=WAIT_MS)
         await expect(smoke.locator(".card-address")).to_contain_text("阳光路 88 号")
         await expect(smoke.locator(".card-todo")).to_contain_text("119")

@@ -134,6 +134,7 @@ async def test_open_alert_has_every_field(console: Console) -> None:
         "location": {"building": "3号楼", "unit": "2单元", "floor": "5", "room": "502",
                      "lat": 31.2, "lon": 121.5, "text": "3号楼 2单元 5层 502"},
         "hazard": "gas",
+        "hazard_name": ["燃气泄漏", "Gas leak"],
         "kind": "hazard",
         "severity": "red",
         "severity_level": 4,

@@ -75,3 +75,10 @@ def test_device_status_boundaries() -> None:
     assert status("offline", 100.0, 101.0) is DeviceStatus.OFFLINE
     assert status("offline", None, 0.0) is DeviceStatus.OFFLINE
     assert status("unknown", None, 1e9) is DeviceStatus.UNKNOWN
+
+
+def test_pages_get_the_hazard_named_as_messages_name_it() -> None:
+    # The pages' own tables never knew correlation results or pre-warnings.
+    assert alert_view(_alert(hazard="fire"))["hazard_name"] == ["火灾", "Fire"]
+    assert alert_view(_alert(hazard="gas_forecast"))["hazard_name"] == [
+        "燃气泄漏趋势预警", "Gas leak warning: rising"]
