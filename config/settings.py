@@ -484,6 +484,10 @@ class TrainingSettings(_Section):
     utc_offset_h: float = Field(default=8.0, ge=-12, le=14,
                                 description="local time of day is a feature (meals, sleep)")
     seed: int = 0
+    alert_margin_s: float = Field(default=600.0, ge=0, le=86400, description="a device's "
+                                  "readings from this long before a real hazard or health "
+                                  "alert opened until it resolved are not learnt (a leak "
+                                  "builds for minutes before it crosses an alarm level)")
 
 
 class DetectorSettings(_Section):

@@ -40,9 +40,10 @@ _STATUS = ReadingKind.STATUS
 _REPLAY_WINDOW_S = 300.0
 
 
-# 2 added learned anomaly, 3 correlation memberships, drift and the type-model episode;
-# an older snapshot restores without the parts it lacks.
-_STATE_VERSION = 3
+# 2 added learned anomaly, 3 correlation memberships, drift and the type-model episode,
+# 4 the newest reading's ts (the replay window); an older snapshot restores without the
+# parts it lacks.
+_STATE_VERSION = 4
 
 
 class _DeviceState:
@@ -63,7 +64,7 @@ class _DeviceState:
         self.anomaly = anomaly
         self.drift = drift    # first slot in the drift watch's columns
         self.typed = typed    # row in the type models' arrays
-        self.newest_ts = float("-inf")  # newest telemetry/event ts (memory only)
+        self.newest_ts = float("-inf")  # newest telemetry/event ts: the replay window
 
 
 class _PlainUnpickler(pickle.Unpickler):
@@ -269,7 +270,7 @@ class DetectorEngine:
                  state.thresholds.levels(),
                  None if state.trends is None else state.trends.dump(), state.health.dump(),
                  correlation, drift, self._typed.dump(state.device.type, state.typed),
-                 self._anomaly_book.dump(state.anomaly, state.device.type))
+                 state.newest_ts, self._anomaly_book.dump(state.anomaly, state.device.type))
         return pickle.dumps(plain, protocol=pickle.HIGHEST_PROTOCOL)
 
     def restore(self, device_id: str, blob: bytes) -> bool:
@@ -289,10 +290,13 @@ class DetectorEngine:
                 rest.append(())
             if version in (1, 2):  # saved before correlation, drift and type models
                 rest[5:5] = [(), (), ()]
+            if version in (1, 2, 3):  # saved before the replay window: re-learnt
+                rest.insert(-1, float("-inf"))
             elif version != _STATE_VERSION:
                 raise ValueError(f"snapshot version {version}")
             (last_heard, offline, levels, trends, health, correlation, drift, typed,
-             anomaly) = rest
+             newest_ts, anomaly) = rest
+            fresh.newest_ts = float(newest_ts)
             fresh.presence.last_heard = float(last_heard)
             fresh.presence.offline = bool(offline)
             fresh.thresholds.load(tuple(levels))

@@ -1,8 +1,9 @@
 """Per-type models from the database: train from ``readings``, store and load ``anomaly_models``.
 
-``train_models`` reads each device type's recent messages (one row per device and
-timestamp with every feature metric present; drill readings left out), fits a
-``TypeForest`` off the event loop and stores it as the type's next version.
+``train_models`` reads each device type's recent messages (``read_history``: one row per
+device and timestamp with every feature metric present; drill readings, and a device's
+readings during its real hazard and health alerts, left out), fits a ``TypeForest`` off
+the event loop and stores it as the type's next version.
 ``load_newest`` returns the newest usable version of each type; a row that does not
 load (another catalogue, a damaged blob) is logged and skipped, never unpickled.
 ``ModelKeeper`` is the detect worker's side: newest models at start and every
@@ -32,7 +33,7 @@ from shouwang.catalog import DeviceType
 from shouwang.store import connect
 from shouwang.store.db import StoreError
 
-__all__ = ["ModelKeeper", "TrainingResult", "load_newest", "train_models"]
+__all__ = ["ModelKeeper", "TrainingResult", "load_newest", "read_history", "train_models"]
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,29 @@ def _history_query(metrics: tuple[str, ...]) -> sql.Composed:
     columns = sql.SQL(", ").join(
         sql.SQL("max(r.value) FILTER (WHERE r.metric = {})").format(sql.Literal(m))
         for m in metrics)
+    # A real leak or a faulty sensor is not normal: a device's readings from alert_margin_s
+    # before such an alert opened until it resolved (or now, still live) are left out.
+    # Anomaly alerts are not: leaving out what the model flagged would teach it only its
+    # own past judgements, and a change it rightly learns (a new tenant) would stay odd.
+    # One multirange per device: a binary search per reading, where NOT EXISTS became a
+    # hash anti join that tried every alert of the device for every reading.
     return sql.SQL("""
+        WITH alerted AS (
+            SELECT a.device_id, range_agg(tstzrange(
+                       a.opened_at - make_interval(secs => %(margin)s),
+                       coalesce(a.resolved_at, %(now)s), '[]')) AS periods
+            FROM alerts a JOIN devices d ON d.id = a.device_id
+            WHERE d.type = %(type)s AND NOT a.drill AND a.kind IN ('hazard', 'health')
+              AND coalesce(a.resolved_at, %(now)s) >= %(since)s
+              AND a.opened_at - make_interval(secs => %(margin)s)
+                  <= coalesce(a.resolved_at, %(now)s)
+            GROUP BY a.device_id)
         SELECT extract(epoch FROM r.ts)::float8, {columns}
         FROM readings r JOIN devices d ON d.id = r.device_id
+        LEFT JOIN alerted x ON x.device_id = r.device_id
         WHERE d.type = %(type)s AND r.ts >= %(since)s AND NOT r.drill
           AND r.metric = ANY(%(metrics)s)
+          AND NOT coalesce(x.periods @> r.ts, false)
         GROUP BY r.device_id, r.ts
         HAVING count(DISTINCT r.metric) = %(count)s
         ORDER BY r.ts DESC
@@ -77,32 +96,43 @@ def _history_query(metrics: tuple[str, ...]) -> sql.Composed:
     """).format(columns=columns)
 
 
+async def read_history(conn: AsyncConnection[Any], device_type: DeviceType,
+                       config: TrainingSettings, now: float) -> np.ndarray:
+    """A type's training rows, newest first: epoch seconds, then ``feature_metrics``.
+
+    Shape ``(n, 1 + len(feature_metrics(device_type)))``; at most ``config.max_rows``.
+    """
+    metrics = feature_metrics(device_type)
+    try:
+        async with conn.transaction(), conn.cursor() as cur:
+            await cur.execute(_history_query(metrics), {
+                "type": device_type.value, "metrics": list(metrics),
+                "since": datetime.fromtimestamp(now - config.history_s, UTC),
+                "now": datetime.fromtimestamp(now, UTC),
+                "margin": config.alert_margin_s,
+                "count": len(metrics), "limit": config.max_rows})
+            rows = await cur.fetchall()
+    except psycopg.Error as err:
+        raise StoreError(f"reading {device_type.value} history failed: {err}") from err
+    return np.asarray(rows, dtype=float).reshape(len(rows), 1 + len(metrics))
+
+
 async def train_models(conn: AsyncConnection[Any], config: TrainingSettings, now: float,
                        types: Iterable[DeviceType] | None = None) -> list[TrainingResult]:
     """Train and store a new version for each type with enough history."""
     results: list[TrainingResult] = []
     for device_type in types if types is not None else DeviceType:
-        metrics = feature_metrics(device_type)
-        if not metrics:
+        if not feature_metrics(device_type):
             continue
-        try:
-            async with conn.transaction(), conn.cursor() as cur:
-                await cur.execute(_history_query(metrics), {
-                    "type": device_type.value, "metrics": list(metrics),
-                    "since": datetime.fromtimestamp(now - config.history_s, UTC),
-                    "count": len(metrics), "limit": config.max_rows})
-                rows = await cur.fetchall()
-        except psycopg.Error as err:
-            raise StoreError(f"reading {device_type.value} history failed: {err}") from err
+        rows = await read_history(conn, device_type, config, now)
         if len(rows) < config.min_rows:
             log.info("not training device_type=%s: %d messages of history, %d needed",
                      device_type.value, len(rows), config.min_rows)
             results.append(TrainingResult(device_type=device_type, rows=len(rows),
                                           version=None))
             continue
-        table = np.asarray(rows, dtype=float)
         model = await asyncio.to_thread(
-            TypeForest.fit, device_type, table[:, 1:], table[:, 0], version=0,
+            TypeForest.fit, device_type, rows[:, 1:], rows[:, 0], version=0,
             n_estimators=config.n_estimators, max_samples=config.max_samples,
             quantile=config.quantile, margin=config.margin,
             utc_offset_h=config.utc_offset_h, seed=config.seed)

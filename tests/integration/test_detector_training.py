@@ -16,7 +16,7 @@ import yaml
 
 from config.settings import DeviceConfig, Settings, SiteConfig, TrainingSettings
 from detectors import DetectorService
-from detectors.training import load_newest, train_models
+from detectors.training import load_newest, read_history, train_models
 from detectors.typed import MODEL_HAZARD
 from shouwang.bus import MemoryBus
 from shouwang.catalog import DeviceType
@@ -123,6 +123,61 @@ async def test_training_stores_versions_and_the_newest_usable_one_loads(
     # The model learnt clean air, not the drill's 40 %LEL.
     lel_centre = models[0].center[0]
     assert lel_centre < 2.0
+
+
+MARGIN_S = 300.0
+START = NOW - 3 * 3600.0
+
+
+def _at(device: int, minute: int) -> float:
+    """When device ``g{device}`` sent its ``minute``-th message (each device a few seconds
+    apart, so a training row's timestamp names its device)."""
+    return START + 60.0 * minute + device
+
+
+async def test_training_leaves_out_real_hazard_and_health_alerts_only(
+        pg_dsn: str, db_schema: str) -> None:
+    settings = _settings()
+    readings = []
+    for device in range(4):
+        for minute in range(120):
+            ts = _at(device, minute)
+            leak = device == 0 and 30 <= minute <= 40
+            readings += [Reading(ts=ts, device_id=f"g{device}", site="s1", metric=m,
+                                 value=v, received_at=ts)
+                         for m, v in (("lel", 40.0 if leak else 0.5), ("co", 1.0))]
+    # (device, kind, opened, resolved, drill); minutes, resolved None = still live.
+    alerts = [(0, "hazard", 30, 40, False),    # a real leak: left out, with the margin
+              (0, "hazard", 60, 70, True),     # a drill's alert: its readings kept
+              (1, "anomaly", 30, 40, False),   # the model's own finding: kept
+              (2, "health", 100, None, False)]  # a faulty sensor, still live: left out
+    conn = await connect(pg_dsn, db_schema)
+    try:
+        await sync_registry(conn, settings.site_map().values(), settings.device_map().values())
+        await ReadingWriter(conn).write(readings)
+        async with conn.cursor() as cur:
+            for device, kind, opened, resolved, drill in alerts:
+                await cur.execute(
+                    "INSERT INTO alerts (site, device_id, hazard, kind, severity, status, "
+                    "opened_at, resolved_at, drill) VALUES ('s1', %s, %s, %s, 3, %s, "
+                    "to_timestamp(%s), to_timestamp(%s), %s)",
+                    (f"g{device}", "gas" if kind == "hazard" else kind, kind,
+                     "open" if resolved is None else "resolved", _at(device, opened),
+                     None if resolved is None else _at(device, resolved), drill))
+        await conn.commit()
+        config = TrainingSettings(min_rows=100, n_estimators=20, alert_margin_s=MARGIN_S)
+        history = await read_history(conn, DeviceType.GAS, config, NOW)
+        [trained] = await train_models(conn, config, NOW, [DeviceType.GAS])
+    finally:
+        await conn.close()
+
+    left_out = ({_at(0, m) for m in range(25, 41)}       # 5 min before opening to resolving
+                | {_at(2, m) for m in range(95, 120)})  # 5 min before opening to now
+    expected = {_at(d, m) for d in range(4) for m in range(120)} - left_out
+    assert history.shape == (len(expected), 3)
+    assert set(history[:, 0].tolist()) == expected
+    assert history[:, 1].max() == 0.5  # no leak reading learnt
+    assert trained.rows == len(expected) == 4 * 120 - 16 - 25
 
 
 async def _detections(bus: MemoryBus, want: int, timeout_s: float) -> list[Detection]:

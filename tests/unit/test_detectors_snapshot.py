@@ -91,3 +91,38 @@ def test_unusable_snapshots_reset_the_device_instead_of_running_code() -> None:
     assert not engine.restore("g1", pickle.dumps((99, 0.0, False, (), None, ())))
     assert engine.levels("g1") == {"gas": 0, "co": 0}
     assert engine.health_firing("k1") == frozenset()
+
+
+def _alarm(ts: float) -> Reading:
+    return Reading(ts=ts, device_id="g1", site="s1", metric="lel", value=52.0, seq=1,
+                   received_at=ts)
+
+
+def test_a_restored_engine_skips_a_replayed_capture_at_once() -> None:
+    """After a restart or handover an old alarm played again raises nothing, before the
+    device has sent anything newer to the new worker."""
+    stream = _stream()
+    first = _engine()
+    first.process(stream[:90])  # calm lel, up to NOW + 145 s
+    second = _engine()
+    assert second.restore("g1", first.snapshot("g1"))
+
+    assert second.process([_alarm(NOW + 145.0 - 301.0)]) == []
+    assert second.replayed_readings == 1
+    assert second.levels("g1")["gas"] == 0
+    # Inside the window it is a late reading, not a replay: it is run.
+    assert [d.hazard for d in second.process([_alarm(NOW + 145.0 - 299.0)])] == ["gas"]
+
+
+def test_a_version_3_snapshot_restores_without_the_replay_window() -> None:
+    first = _engine()
+    first.process(_stream()[:90])
+    version, *rest = pickle.loads(first.snapshot("g1"))
+    assert version == 4 and rest[-2] == NOW + 145.0
+    old = pickle.dumps((3, *rest[:-2], rest[-1]))  # as saved before the window was kept
+
+    second = _engine()
+    assert second.restore("g1", old)
+    # Nothing newer known yet: the old alarm is run (as before the window was saved).
+    assert [d.hazard for d in second.process([_alarm(NOW - 400.0)])] == ["gas"]
+    assert second.replayed_readings == 0
