@@ -13,6 +13,11 @@ Both paths that queue messages (escalation policies and plain routes) hand them 
 
 Every alert a summary tells of keeps its own row (``summarised``; the summary row lists
 them in ``covers``), so a replay queues nothing twice and the next count is honest.
+An alert acknowledged, resolved or expired while its message was held needs nobody any
+more: at release its row becomes ``withdrawn`` (``last_error`` says why) and is neither
+sent nor counted; the summary tells of the alerts still open, and when none is left
+nothing goes out. It all happens in one transaction with the rows locked, so a crash
+sends nothing twice and loses nothing still to be said.
 ``storm_window_s = 0`` keeps only the per-batch summary.
 """
 
@@ -30,18 +35,19 @@ from alerting.messages import MessageComposer
 from alerting.models import NotifyContext
 from alerting.outbox import enqueue
 from config.settings import Receiver
-from shouwang.models import Alert
+from shouwang.models import Alert, AlertStatus
 from shouwang.store.alerts import get_alert
 
 __all__ = ["Outgoing", "StormGate", "release_held"]
 
 log = logging.getLogger(__name__)
 
-# What a receiver was told within the window (summarised alerts count), and when the
-# storm it is in, if any, will be summarised.
+# What a receiver was told within the window (summarised alerts count, withdrawn ones
+# were never told), and when the storm it is in, if any, will be summarised.
 _RECENT = """
 SELECT (SELECT count(*) FROM notifications WHERE receiver = %(receiver)s
-          AND created_at > to_timestamp(%(since)s) AND status <> 'held'),
+          AND created_at > to_timestamp(%(since)s)
+          AND status NOT IN ('held', 'withdrawn')),
        (SELECT extract(epoch FROM min(next_attempt_at)) FROM notifications
           WHERE receiver = %(receiver)s AND status = 'held')
 """
@@ -50,9 +56,13 @@ SELECT DISTINCT receiver FROM notifications
 WHERE status = 'held' AND next_attempt_at <= to_timestamp(%s) LIMIT %s
 """
 _HELD = """
-SELECT id, alert_id FROM notifications WHERE receiver = %s AND status = 'held'
-ORDER BY id FOR UPDATE SKIP LOCKED
+SELECT n.id, n.alert_id, a.status FROM notifications n JOIN alerts a ON a.id = n.alert_id
+WHERE n.receiver = %s AND n.status = 'held'
+ORDER BY n.id FOR UPDATE OF n SKIP LOCKED
 """
+_WITHDRAW = "UPDATE notifications SET status = 'withdrawn', last_error = %s WHERE id = ANY(%s)"
+# Someone answered these alerts while their messages were held: nobody needs telling.
+_ANSWERED = frozenset({AlertStatus.ACKNOWLEDGED, AlertStatus.RESOLVED, AlertStatus.EXPIRED})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,13 +138,24 @@ class StormGate:
 async def release_held(cur: AsyncCursor[Any], conn: AsyncConnection[Any],
                        receivers: Mapping[str, Receiver], composer: MessageComposer, *,
                        now: float, limit: int) -> int:
-    """Send what storms held whose window has ended: one summary per receiver (a lone
-    held message goes as it was written). Returns the rows now due. In a transaction."""
+    """Send what storms held whose window has ended: one summary per receiver of the
+    alerts still open (a lone one goes as it was written); the messages of alerts
+    answered meanwhile are withdrawn. Returns the rows now due. In a transaction."""
     await cur.execute(_HELD_DUE, (now, limit))
     released = 0
     for (name,) in await cur.fetchall():
         await cur.execute(_HELD, (name,))
         rows = await cur.fetchall()
+        answered: dict[str, list[int]] = defaultdict(list)
+        for row_id, _, status in rows:
+            if AlertStatus(status) in _ANSWERED:
+                answered[status].append(row_id)
+        for status, withdrawn in answered.items():
+            await cur.execute(_WITHDRAW, (f"not sent: the alert was {status} while an alarm "
+                                          "storm held this message", withdrawn))
+            log.info("alarm storm: %d held message(s) to receiver=%s withdrawn, their "
+                     "alerts %s meanwhile", len(withdrawn), name, status)
+        rows = [r for r in rows if AlertStatus(r[2]) not in _ANSWERED]
         if not rows:
             continue
         ids = [r[0] for r in rows]
@@ -145,7 +166,9 @@ async def release_held(cur: AsyncCursor[Any], conn: AsyncConnection[Any],
                               (now, ids))
             released += len(rows)
             continue
-        alerts = [await get_alert(conn, alert_id) for _, alert_id in rows]
+        # One alert held at two steps (a reminder after its first message) counts once.
+        alerts = [await get_alert(conn, alert_id)
+                  for alert_id in dict.fromkeys(r[1] for r in rows)]
         # Queued now, as far as fallbacks and the next storm count are concerned.
         await cur.execute(
             "UPDATE notifications SET status = 'pending', body = %s, covers = %s, "

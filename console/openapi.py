@@ -14,6 +14,7 @@ from starlette.responses import Response
 from console.audit import AUDIT_PATHS
 from console.openapi_drills import DRILL_PATHS, DRILL_SCHEMAS
 from console.views import JSONResponse
+from shouwang.models import NotificationStatus
 
 __all__ = ["OPENAPI", "openapi"]
 
@@ -124,7 +125,7 @@ _NOTIFICATION = {
     "properties": {
         "id": {"type": "integer"}, "alert_id": {"type": "integer"},
         "receiver": {"type": "string"}, "channel": {"type": "string"},
-        "body": {"type": "string"}, "status": {"enum": ["pending", "sent", "failed"]},
+        "body": {"type": "string"}, "status": {"enum": [s.value for s in NotificationStatus]},
         "attempts": {"type": "integer"}, "last_error": {"type": "string"},
         "created_at": {"type": "string", "format": "date-time"}, "sent_at": _NULLABLE_TIME,
     },

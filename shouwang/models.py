@@ -163,6 +163,9 @@ class NotificationStatus(StrEnum):
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"  # gave up after the last attempt
+    HELD = "held"  # an alarm storm holds it until the receiver's window ends
+    SUMMARISED = "summarised"  # a storm summary (another row) told of its alert
+    WITHDRAWN = "withdrawn"  # not sent: its alert was answered while held (last_error says how)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

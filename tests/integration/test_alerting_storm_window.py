@@ -3,7 +3,8 @@
 Alerts arrive one or two at a time in separate batches (a breaking gateway, a spreading
 outage). While few reached the fire station within ``storm_window_s``, each goes at
 once; past ``storm_threshold``, the rest wait (in the database, surviving a restart) for
-the window's end and arrive as one summary. The clock is injected.
+the window's end and arrive as one summary. Alerts answered (acknowledged, resolved,
+expired) while held are withdrawn, not summarised. The clock is injected.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ import pytest
 from psycopg import AsyncConnection
 
 from config.settings import DeviceConfig
+from console.queries import list_notifications
 from shouwang.catalog import DeviceType
+from shouwang.models import AlertStatus, NotificationStatus
 from shouwang.sink import LocalSink
+from shouwang.store.alerts import transition
 from tests.integration.test_alerting_escalation import gas, service, settings_for
 from tests.integration.test_alerting_service import eventually, running
 from tests.integration.test_alerting_service import settings_for as plain_settings
@@ -115,3 +119,109 @@ async def test_plain_routes_are_protected_the_same_way(pg_dsn: str, db_schema: s
         bodies = [m.body for m in h.sink.received("sms")]
         assert bodies[2] == "【守望】阳光小区 同时出现4条告警：烟雾报警4条。详情请登录值班台查看"
         assert len(bodies) == 3
+
+
+async def _held_storm(h: Any, count: int) -> dict[str, int]:  # Any: the harness
+    """Two alerts go at once, then ``count`` more are held, one batch a second; returns
+    each device's alert id. The storm's window ends ``WINDOW_S`` after the first held."""
+    sent = partial(_count, lambda: h.sink.received("sms"))
+    for n in range(2 + count):
+        await h.publish(smoke(n))
+        if n < 2:
+            await eventually(partial(sent, n + 1), f"alert {n + 1} at once")
+        else:
+            await eventually(partial(_status_count, h.db, "held", n - 1), f"{n - 1} held")
+        h.clock.advance(1.0)
+    cur = await h.db.execute("SELECT device_id, id FROM alerts")
+    return dict(await cur.fetchall())
+
+
+async def _status_count(db: AsyncConnection[Any], status: str, count: int) -> bool:
+    cur = await db.execute("SELECT count(*) FROM notifications WHERE status = %s", (status,))
+    return await cur.fetchone() == (count,)
+
+
+async def _outbox(db: AsyncConnection[Any]) -> list[tuple[Any, ...]]:  # Any: rows
+    cur = await db.execute(
+        "SELECT a.device_id, n.status, n.last_error, n.covers FROM notifications n "
+        "JOIN alerts a ON a.id = n.alert_id ORDER BY n.id")
+    return await cur.fetchall()
+
+
+def _storm_settings(port: int) -> Any:  # Any: Settings
+    base = plain_settings(port, receivers=("sms",), storm_threshold=2,
+                          storm_window_s=WINDOW_S)
+    devices = tuple(DeviceConfig(id=f"smoke-{n}", type=DeviceType.SMOKE, site="sunshine",
+                                 building="7", room=str(100 + n)) for n in range(8))
+    return base.model_copy(update={"devices": base.devices + devices})
+
+
+async def test_alerts_answered_while_held_are_left_out_of_the_summary(
+        pg_dsn: str, db_schema: str, sink: LocalSink) -> None:
+    async with running(_storm_settings(sink.port), pg_dsn, db_schema, sink) as h:
+        ids = await _held_storm(h, 5)  # smoke-2 … smoke-6 held
+        await transition(h.db, ids["smoke-2"], AlertStatus.ACKNOWLEDGED, actor="duty-wang",
+                         source="console", note="on my way", now=h.clock())
+        await transition(h.db, ids["smoke-3"], AlertStatus.RESOLVED, actor="duty-wang",
+                         source="console", note="false alarm: cooking", now=h.clock())
+
+        h.clock.advance(WINDOW_S)
+        await eventually(partial(_count, lambda: h.sink.received("sms"), 3), "the summary")
+        await asyncio.sleep(0.4)  # a few ticks more: nothing else goes out
+        bodies = [m.body for m in h.sink.received("sms")]
+        assert bodies[2] == "【守望】阳光小区 同时出现3条告警：烟雾报警3条。详情请登录值班台查看"
+        assert len(bodies) == 3
+        still_open = [ids["smoke-4"], ids["smoke-5"], ids["smoke-6"]]
+        assert (await _outbox(h.db))[2:] == [
+            ("smoke-2", "withdrawn", "not sent: the alert was acknowledged while an alarm "
+                                     "storm held this message", None),
+            ("smoke-3", "withdrawn", "not sent: the alert was resolved while an alarm "
+                                     "storm held this message", None),
+            ("smoke-4", "sent", "", still_open),
+            ("smoke-5", "summarised", "", None),
+            ("smoke-6", "summarised", "", None)]
+        # The console's outbox panel shows why it was not sent.
+        [audit] = await list_notifications(h.db, alert_id=ids["smoke-2"])
+        assert audit.status is NotificationStatus.WITHDRAWN and audit.sent_at is None
+        assert "acknowledged" in audit.last_error
+
+
+async def test_nothing_is_sent_when_every_held_alert_was_answered(
+        pg_dsn: str, db_schema: str, sink: LocalSink) -> None:
+    async with running(_storm_settings(sink.port), pg_dsn, db_schema, sink) as h:
+        ids = await _held_storm(h, 3)  # smoke-2 … smoke-4 held, the window ends at +32 s
+        for device, status in (("smoke-2", AlertStatus.ACKNOWLEDGED),
+                               ("smoke-3", AlertStatus.RESOLVED),
+                               ("smoke-4", AlertStatus.EXPIRED)):
+            await transition(h.db, ids[device], status, actor="system", source="test",
+                             note="", now=h.clock())
+
+        h.clock.advance(WINDOW_S - 3.0)  # exactly when the window ends
+        await eventually(partial(_status_count, h.db, "withdrawn", 3), "three withdrawn")
+        await asyncio.sleep(0.4)
+        assert len(h.sink.received("sms")) == 2
+        assert [r[1] for r in await _outbox(h.db)] == ["sent", "sent"] + ["withdrawn"] * 3
+
+        # The receiver was told of none of them: the next alert, still within the window
+        # of the withdrawn ones, is not held for them.
+        await h.publish(smoke(5))
+        await eventually(partial(_count, lambda: h.sink.received("sms"), 3), "alert 6 at once")
+        assert "同时出现" not in h.sink.received("sms")[2].body
+
+
+async def test_the_one_held_alert_left_open_goes_as_written(
+        pg_dsn: str, db_schema: str, sink: LocalSink) -> None:
+    async with running(_storm_settings(sink.port), pg_dsn, db_schema, sink) as h:
+        ids = await _held_storm(h, 3)
+        for device in ("smoke-2", "smoke-4"):
+            await transition(h.db, ids[device], AlertStatus.ACKNOWLEDGED, actor="duty-wang",
+                             source="console", note="", now=h.clock())
+
+        h.clock.advance(WINDOW_S)
+        await eventually(partial(_count, lambda: h.sink.received("sms"), 3), "alert 4")
+        await asyncio.sleep(0.4)
+        bodies = [m.body for m in h.sink.received("sms")]
+        assert len(bodies) == 3
+        assert "7号楼103" in bodies[2] and "同时出现" not in bodies[2]
+        assert [r[:2] for r in await _outbox(h.db)][2:] == [
+            ("smoke-2", "withdrawn"), ("smoke-3", "sent"), ("smoke-4", "withdrawn")]
