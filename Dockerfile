@@ -10,7 +10,8 @@ COPY detectors detectors
 COPY alerting alerting
 COPY console console
 COPY simulators simulators
-RUN pip install . && useradd --system --uid 10001 shouwang
+RUN pip install . && useradd --system --uid 10001 shouwang \
+    && mkdir -p /var/lib/shouwang && chown shouwang /var/lib/shouwang
 USER shouwang
 ENTRYPOINT ["shouwang"]
 CMD ["--help"]

@@ -34,8 +34,9 @@ from console.auth import current_session
 from console.board import Policies, board_notes
 from console.context import ConsoleContext, context_of
 from console.drills import DRILL_ROUTES, stop_drills
+from console.first_admin import bootstrap_admin
 from console.live import AlertFeed
-from console.login import LOGIN_ROUTES, bootstrap_admin
+from console.login import LOGIN_ROUTES
 from console.login_limit import LoginLimiter
 from console.models import BoardNotes
 from console.openapi import openapi
@@ -43,6 +44,7 @@ from console.params import BadInput
 from console.views import JSONResponse, error_response
 from shouwang.bus import Bus
 from shouwang.models import Alert
+from simulators.drill_watch import watch_orphans
 
 __all__ = ["STATIC_DIR", "close_streams", "create_app"]
 
@@ -199,7 +201,11 @@ def create_app(settings: Settings, dsn: str, bus: Bus, *, schema: str = "public"
         # Not waiting: the console comes up without the database and /healthz says so.
         await pool.open(wait=False)
         feed_task = asyncio.create_task(feed.run(stop), name="console.alert-feed")
-        first_admin = asyncio.create_task(bootstrap_admin(pool, stop), name="console.first-admin")
+        # Drills whose player died (this console's before a restart, or another's).
+        orphans = asyncio.create_task(watch_orphans(pool.connection, stop=stop, clock=clock),
+                                      name="console.drill-orphans")
+        first_admin = asyncio.create_task(bootstrap_admin(pool, stop, settings),
+                                          name="console.first-admin")
         try:
             await _wait_joined(feed, feed_task)
             app.state.console = ConsoleContext(
@@ -213,8 +219,9 @@ def create_app(settings: Settings, dsn: str, bus: Bus, *, schema: str = "public"
             stop.set()
             feed_task.cancel()  # it may be waiting up to a poll interval for the bus
             first_admin.cancel()
+            orphans.cancel()
             try:
-                await asyncio.wait({feed_task, first_admin})
+                await asyncio.wait({feed_task, first_admin, orphans})
                 crash = None if feed_task.cancelled() else feed_task.exception()
                 if crash is not None:
                     raise crash

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from alerting.templates import hazard_wording
 from console.auth import current_session, require_session
 from console.body import json_body
 from console.context import ConsoleContext, context_of
@@ -33,6 +34,7 @@ from simulators.drill import DrillPlan, MqttTarget, carry_out, drill_devices, st
 from simulators.drill_purge import DrillNotFinished, UnknownDrill, purge_drill, retire
 from simulators.drill_record import DrillRecord, TimelineEntry, get_drill, list_drills, timeline
 from simulators.scenarios import SCENARIOS, ScenarioError
+from simulators.scorecard import Scorecard
 
 __all__ = ["DRILL_API_ROUTES", "DRILL_ROUTES", "DrillDesk", "stop_drills"]
 
@@ -118,11 +120,25 @@ def stop_drills(app: Starlette) -> None:
 # ---- views ------------------------------------------------------------------------------
 
 
+def _hazard_name(hazard: str) -> list[str]:
+    """[Chinese, English]: the hazard as every message names it (as ``alert_view`` does)."""
+    return [hazard_wording(hazard, "zh").name, hazard_wording(hazard, "en").name]
+
+
 def _entry_view(entry: TimelineEntry, onset: float) -> dict[str, Any]:  # Any: JSON
     return {"at": iso_utc(entry.at), "t_s": round(entry.at - onset, 3), "kind": entry.kind,
-            "device_id": entry.device_id, "hazard": entry.hazard, "alert_id": entry.alert_id,
+            "device_id": entry.device_id, "hazard": entry.hazard,
+            "hazard_name": _hazard_name(entry.hazard), "alert_id": entry.alert_id,
             "severity": entry.severity, "channel": entry.channel, "receiver": entry.receiver,
             "actor": entry.actor, "detail": entry.detail}
+
+
+def _scorecard_view(card: Scorecard) -> dict[str, Any]:  # Any: JSON
+    """The stored scorecard, each row and unexpected alert with its hazard's name."""
+    body = card.to_json()
+    for item in (*body["rows"], *body["unexpected"]):
+        item["hazard_name"] = _hazard_name(item["hazard"])
+    return body
 
 
 def _onset(drill: DrillRecord) -> float:
@@ -138,7 +154,8 @@ def _drill_view(drill: DrillRecord, desk: DrillDesk) -> dict[str, Any]:  # Any: 
         "started_at": iso_utc(drill.started_at), "onset_at": iso_utc(_onset(drill)),
         "ends_at": iso_utc(drill.ends_at), "finished_at": iso_utc(drill.finished_at),
         "purged_at": iso_utc(drill.purged_at),
-        "expected": [{"device_id": e.device_id, "hazard": e.hazard, "severity": e.severity}
+        "expected": [{"device_id": e.device_id, "hazard": e.hazard,
+                      "hazard_name": _hazard_name(e.hazard), "severity": e.severity}
                      for e in drill.expected],
         "detected": None if card is None else sum(r.alert_id is not None for r in card.rows),
         "missed": None if card is None else [f"{r.device_id}/{r.hazard}" for r in card.missed],
@@ -185,8 +202,8 @@ async def scenarios(request: Request) -> Response:
             "name": scenario.name, "description": scenario.description,
             "device_type": None if scenario.device_type is None else scenario.device_type.value,
             "scope": scenario.scope,
-            "expected": [{"hazard": e.hazard, "severity": e.severity.label}
-                         for e in scenario.expectations],
+            "expected": [{"hazard": e.hazard, "hazard_name": _hazard_name(e.hazard),
+                          "severity": e.severity.label} for e in scenario.expectations],
             "devices": [{"id": d.id, "site": d.site, "name": d.name, "type": d.type.value,
                          "place": d.location.describe()} for d in fits],
         })
@@ -258,7 +275,7 @@ async def drill_detail(request: Request) -> Response:
     return JSONResponse({
         **_drill_view(drill, _desk(request)),
         "timeline": [_entry_view(e, onset) for e in entries],
-        "scorecard": None if card is None else card.to_json(),
+        "scorecard": None if card is None else _scorecard_view(card),
     })
 
 

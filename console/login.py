@@ -1,17 +1,10 @@
-"""Logging in and out, who am I, and the first admin of a fresh install."""
+"""Logging in and out, and who am I (the first admin of a fresh install: console.first_admin)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import secrets
-import time
 from typing import Any
 
-import psycopg
-from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,27 +15,14 @@ from console.body import json_body
 from console.client import client_address
 from console.context import context_of
 from console.params import LoginBody
-from console.users import (
-    ALL_SITES,
-    DuplicateUser,
-    Role,
-    Session,
-    count_users,
-    create_session,
-    create_user,
-    delete_session,
-    verify_login,
-)
+from console.users import Session, create_session, delete_session, verify_login
 from console.views import JSONResponse
-from shouwang.audit import AuditCategory, record
 
-__all__ = ["BOOTSTRAP_ADMIN", "LOGIN_ROUTES", "bootstrap_admin", "session_view"]
+__all__ = ["LOGIN_ROUTES", "session_view"]
 
 log = logging.getLogger(__name__)
 
-BOOTSTRAP_ADMIN = "admin"
 _DB_TIMEOUT_S = 5.0
-_BOOTSTRAP_RETRY_S = 5.0
 
 
 def session_view(session: Session) -> dict[str, Any]:  # Any: JSON
@@ -94,38 +74,6 @@ async def whoami(request: Request) -> Response:
     if session is None:
         raise HTTPException(401, "log in first")
     return JSONResponse(session_view(session))
-
-
-async def _create_first_admin(conn: AsyncConnection[Any]) -> None:  # Any: tuple rows
-    if await count_users(conn) > 0:
-        return
-    password = secrets.token_urlsafe(12)
-    try:
-        await create_user(conn, name=BOOTSTRAP_ADMIN, password=password, role=Role.ADMIN,
-                          sites=[ALL_SITES])
-    except DuplicateUser:
-        return  # another console process got there first
-    # Shown once, so a fresh `shouwang run` can be used at once; only its hash is kept.
-    log.warning("no console users yet: created user %r (admin, every site) with password %s "
-                "-- log in with it and add real users with `shouwang users add`",
-                BOOTSTRAP_ADMIN, password)
-    await record(conn, category=AuditCategory.USER, action="user_added",
-                 actor="system:first-start", now=time.time(), subject=BOOTSTRAP_ADMIN,
-                 detail={"role": Role.ADMIN.value, "sites": [ALL_SITES]})
-
-
-async def bootstrap_admin(pool: AsyncConnectionPool[AsyncConnection[Any]],
-                          stop: asyncio.Event) -> None:
-    """Creates the first admin once the database answers (the console starts without it)."""
-    while not stop.is_set():
-        try:
-            async with pool.connection(timeout=_DB_TIMEOUT_S) as conn:
-                await _create_first_admin(conn)
-            return
-        except (psycopg.Error, TimeoutError) as err:
-            log.debug("first-admin check postponed: %s", err)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), _BOOTSTRAP_RETRY_S)
 
 
 LOGIN_ROUTES: list[BaseRoute] = [

@@ -36,6 +36,9 @@ _ERRORS = {
 _DRILL_ID = {"name": "drill_id", "in": "path", "required": True,
              "schema": {"type": "integer", "minimum": 1}}
 _NOT_FOUND = _error("no such drill on the user's sites")
+_HAZARD_NAME = {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2,
+                "description": "[Chinese, English], as messages say it",
+                "examples": [["燃气泄漏", "Gas leak"]]}
 
 _DRILL = {
     "type": "object",
@@ -47,12 +50,14 @@ _DRILL = {
         "status": {"enum": ["running", "finished", "failed"]},
         "playing_here": {"type": "boolean",
                          "description": "this console process is playing it now"},
-        "error": {"type": "string"},
+        "error": {"type": "string", "description": "why a failed drill failed; \"abandoned: "
+                                                   "…\" when its player stopped heart-beating"},
         "started_at": _TIME, "onset_at": _TIME, "ends_at": _NULLABLE_TIME,
         "finished_at": _NULLABLE_TIME,
         "purged_at": {**_NULLABLE_TIME, "description": "when its data was deleted"},
         "expected": {"type": "array", "items": {"type": "object", "properties": {
             "device_id": {"type": "string"}, "hazard": {"type": "string"},
+            "hazard_name": _HAZARD_NAME,
             "severity": {"enum": ["blue", "yellow", "orange", "red"]}}}},
         "detected": {"type": ["integer", "null"]},
         "missed": {"type": ["array", "null"], "items": {"type": "string"}},
@@ -65,6 +70,7 @@ _TIMELINE_ENTRY = {
         "kind": {"type": "string", "examples": ["onset", "detection", "notification",
                                                 "acknowledged", "resolved", "escalated"]},
         "device_id": {"type": "string"}, "hazard": {"type": "string"},
+        "hazard_name": _HAZARD_NAME,
         "alert_id": {"type": ["integer", "null"]}, "severity": {"type": "string"},
         "channel": {"type": "string"}, "receiver": {"type": "string"},
         "actor": {"type": "string"}, "detail": {"type": "string"},
@@ -79,13 +85,18 @@ _SCORECARD = {
         "started_at": {"type": "number"}, "onset_ts": {"type": "number"},
         "rows": {"type": "array", "items": {"type": "object", "properties": {
             "device_id": {"type": "string"}, "hazard": {"type": "string"},
+            "hazard_name": _HAZARD_NAME,
             "expected_severity": {"type": "string"}, "alert_id": {"type": ["integer", "null"]},
             "severity": {"type": ["string", "null"]},
             "detected_s": {"type": ["number", "null"]},
             "notified_s": {"type": "object", "additionalProperties": {"type": "number"}},
             "acknowledged_s": {"type": ["number", "null"]},
             "resolved_s": {"type": ["number", "null"]}}}},
-        "unexpected": {"type": "array", "items": {"type": "object"}},
+        "unexpected": {"type": "array", "items": {"type": "object", "properties": {
+            "alert_id": {"type": "integer"}, "device_id": {"type": "string"},
+            "hazard": {"type": "string"}, "hazard_name": _HAZARD_NAME,
+            "severity": {"type": "string"},
+            "opened_s": {"type": "number", "description": "after the drill started"}}}},
         "missed": {"type": "array", "items": {"type": "string"}},
     },
 }
@@ -96,7 +107,8 @@ _SCENARIO = {
         "device_type": {"type": ["string", "null"]},
         "scope": {"enum": ["device", "building", "site"]},
         "expected": {"type": "array", "items": {"type": "object", "properties": {
-            "hazard": {"type": "string"}, "severity": {"type": "string"}}}},
+            "hazard": {"type": "string"}, "hazard_name": _HAZARD_NAME,
+            "severity": {"type": "string"}}}},
         "devices": {"type": "array", "items": {"type": "object", "properties": {
             "id": {"type": "string"}, "site": {"type": "string"}, "name": {"type": "string"},
             "type": {"type": "string"}, "place": {"type": "string"}}}},

@@ -13,6 +13,7 @@ import sys
 import time
 
 from config.settings import Settings
+from console.first_admin import FIRST_ADMIN, discard_first_password
 from console.users import ALL_SITES, Role, create_user, hash_password
 from shouwang.audit import AuditCategory, local_actor, record
 from shouwang.store import connect
@@ -62,6 +63,8 @@ async def add_user(settings: Settings, dsn: str, *, name: str, role: Role,
         await conn.close()
     log.info("created console user %r role=%s sites=%s", user.name, user.role.value,
              ",".join(user.sites))
+    if user.role is Role.ADMIN and user.name != FIRST_ADMIN:
+        discard_first_password(settings, f"admin {user.name!r} exists now; log in as them")
 
 
 async def change_password(settings: Settings, dsn: str, *, name: str, password: str) -> None:
@@ -81,3 +84,5 @@ async def change_password(settings: Settings, dsn: str, *, name: str, password: 
     finally:
         await conn.close()
     log.info("changed the password of console user %r; their sessions ended", name)
+    if name == FIRST_ADMIN:
+        discard_first_password(settings, f"{FIRST_ADMIN!r} has a new password")

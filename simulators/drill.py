@@ -28,6 +28,7 @@ from config.settings import MqttSettings
 from shouwang.models import Device
 from shouwang.store import connect
 from simulators.community import Community
+from simulators.drill_watch import beat, keep_beating, player_name, sweep_orphans
 from simulators.models import GroundTruth, ScheduledScenario
 from simulators.payloads import ONLINE
 from simulators.publisher import MqttPublisher
@@ -144,6 +145,7 @@ async def start_drill(conn: AsyncConnection[Any], plan: DrillPlan,  # Any: tuple
         conn, scenario=plan.scenario, site=plan.site, started_at=started_at,
         device_id=plan.device_id, devices=members, truths=truths,
         ends_at=community.wall_ts(plan.start_after_s + plan.run_s))
+    await beat(conn, drill_id, now=started_at, player=player_name())
     log.info("drill %d started scenario=%s site=%s device=%s speed=%g expected=%s",
              drill_id, plan.scenario, plan.site, plan.device_id, plan.speed,
              [f"{t.device_id}/{t.hazard}" for t in truths])
@@ -157,14 +159,39 @@ async def carry_out(drill: StartedDrill, connection: Connector, target: MqttTarg
     """Play a started drill over MQTT, wait for people to answer, store the scorecard.
 
     A drill that cannot play (the broker unreachable, the database gone) is recorded as
-    failed, with the reason, and the error raised again.
+    failed, with the reason, and the error raised again. While it plays and is scored, its
+    heartbeat says its player is alive (``simulators.drill_watch``); a drill ended
+    meanwhile by someone else (abandoned) stops, and what was stored for it stays.
     """
     stop = stop or asyncio.Event()
+    halt = asyncio.Event()  # stop, or the drill was ended elsewhere
+    beating = asyncio.create_task(
+        keep_beating(drill.drill_id, connection, stop=stop, halt=halt, clock=clock),
+        name=f"drill-{drill.drill_id}.heartbeat")
+    try:
+        return await _carry_out(drill, connection, target, halt=halt, beating=beating,
+                                clock=clock)
+    finally:
+        beating.cancel()
+        await asyncio.wait({beating})
+        if not beating.cancelled() and beating.exception() is not None:
+            log.error("drill %d: its heartbeat stopped: %s", drill.drill_id,
+                      beating.exception())
+
+
+async def _carry_out(drill: StartedDrill, connection: Connector, target: MqttTarget, *,
+                     halt: asyncio.Event, beating: asyncio.Task[bool],
+                     clock: Callable[[], float]) -> Scorecard:
     plan = drill.plan
+
+    def ended_elsewhere() -> bool:
+        return (beating.done() and not beating.cancelled()
+                and beating.exception() is None and beating.result() is False)
+
     try:
         async with target.publisher() as publisher:
             try:
-                await _play(drill.community, publisher, plan, stop)
+                await _play(drill.community, publisher, plan, halt)
             finally:
                 for device_id in sorted({t.device_id for t in drill.truths
                                          if t.hazard == "offline"}):
@@ -181,18 +208,23 @@ async def carry_out(drill: StartedDrill, connection: Connector, target: MqttTarg
 
         deadline = time.monotonic() + plan.wait_s
         scored = await card()
-        while not stop.is_set() and time.monotonic() < deadline and not all(
+        while not halt.is_set() and time.monotonic() < deadline and not all(
                 r.resolved_s is not None for r in scored.rows):
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
+                await asyncio.wait_for(halt.wait(), 1.0)
             scored = await card()
+        if ended_elsewhere():
+            log.info("drill %d scored, not stored: it was ended elsewhere", drill.drill_id)
+            return scored
         async with connection() as conn:
             await save_scorecard(conn, scored, clock())
     except Exception as err:
         log.error("drill %d failed: %s", drill.drill_id, err)
-        with contextlib.suppress(Exception):
-            async with connection() as conn:
-                await fail_drill(conn, drill.drill_id, clock(), str(err) or type(err).__name__)
+        if not ended_elsewhere():  # else what was stored for it stays
+            with contextlib.suppress(Exception):
+                async with connection() as conn:
+                    await fail_drill(conn, drill.drill_id, clock(),
+                                     str(err) or type(err).__name__)
         raise
     log.info("drill %d finished: %d expected, %d missed, %d unexpected", drill.drill_id,
              len(scored.rows), len(scored.missed), len(scored.unexpected))
@@ -219,6 +251,7 @@ async def run_drill(plan: DrillPlan, devices: Sequence[Device], *, dsn: str, sch
                         username=username, password=password)
     conn = await connect(dsn, schema, autocommit=True)
     try:
+        await sweep_orphans(conn, now=clock())  # no console may be running to do it
         drill = await start_drill(conn, plan, devices, topic_root=topic_root, clock=clock)
         return await carry_out(drill, held(conn), target, stop=stop, clock=clock)
     finally:

@@ -20,10 +20,12 @@ from typing import Any
 from psycopg import AsyncConnection, sql
 
 from config.settings import DrillSettings
-from simulators.scorecard import fail_drill
+from shouwang.models import Severity
+from simulators.models import GroundTruth
+from simulators.scorecard import fail_drill, read_scorecard, save_scorecard
 
-__all__ = ["DrillNotFinished", "PurgeCounts", "UnknownDrill", "abandon_drill", "purge_drill",
-           "purge_expired", "retire"]
+__all__ = ["DrillAlreadyFinished", "DrillNotFinished", "PurgeCounts", "UnknownDrill",
+           "abandon_drill", "purge_drill", "purge_expired", "retire"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,10 @@ class DrillNotFinished(RuntimeError):
     """The drill is still running: its data is still coming in."""
 
 
+class DrillAlreadyFinished(ValueError):
+    """The drill has already ended (scored, failed, or abandoned before)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PurgeCounts:
     drill_id: int
@@ -59,21 +65,41 @@ class PurgeCounts:
 
 
 async def abandon_drill(conn: AsyncConnection[Any], drill_id: int,  # Any: tuple rows
-                        *, now: float, reason: str) -> None:
-    """Mark a drill whose player died (a crash, a kill -9) as failed, so it can be purged.
+                        *, now: float, reason: str,
+                        silent_since: float | None = None) -> bool:
+    """Mark a drill whose player died (a crash, a kill -9) as failed, so it can be purged,
+    and score it with what happened so far (the alerts its devices opened until ``now``).
 
-    Nothing can tell from the database whether the player is alive, so this is a person's
-    decision (``shouwang drill --abandon ID``), never automatic.
+    A person decides it with ``shouwang drill --abandon ID``; the orphan sweep
+    (``simulators.drill_watch``) decides it for a drill whose player has not beaten its
+    heartbeat since before ``silent_since``, and gets False (nothing done) when the
+    heartbeat is more recent than that by the time the row is locked.
     """
     async with conn.transaction():
         cur = await conn.execute(
-            "SELECT finished_at FROM drills WHERE id = %s FOR UPDATE", (drill_id,))
+            "SELECT finished_at, scenario, site, device_id, extract(epoch FROM started_at), "
+            "report, extract(epoch FROM coalesce(heartbeat_at, started_at)) "
+            "FROM drills WHERE id = %s FOR UPDATE", (drill_id,))
         row = await cur.fetchone()
         if row is None:
             raise UnknownDrill(f"no drill {drill_id}")
-        if row[0] is not None:
-            raise ValueError(f"drill {drill_id} has already finished")
+        finished_at, scenario, site, device_id, started_at, running, beat_at = row
+        if finished_at is not None:
+            raise DrillAlreadyFinished(f"drill {drill_id} has already finished")
+        if silent_since is not None and float(beat_at) >= silent_since:
+            return False
+        truths = [GroundTruth(scenario=scenario, device_id=e["device_id"], site=site,
+                              hazard=e["hazard"], severity=Severity[e["severity"].upper()],
+                              onset_ts=float(e["onset_ts"]))
+                  for e in running.get("expected", ())]
+        card = await read_scorecard(conn, drill_id=drill_id, scenario=scenario, site=site,
+                                    device_id=device_id or running.get("device_id", ""),
+                                    started_at=float(started_at), truths=truths)
+        await save_scorecard(conn, card, now)
         await fail_drill(conn, drill_id, now, f"abandoned: {reason}")
+    log.warning("drill %d abandoned (%s): %d of %d expected alerts had opened", drill_id,
+                reason, len(card.rows) - len(card.missed), len(card.rows))
+    return True
 
 
 async def purge_drill(conn: AsyncConnection[Any], drill_id: int,  # Any: tuple rows

@@ -12,13 +12,14 @@ import re
 import shutil
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from config.settings import Settings
 from shouwang.sink import LocalSink
 from shouwang.store import connect, migrate
 from tests.integration.local_servers import running_sink
@@ -124,3 +125,23 @@ async def db_schema(pg_dsn: str, run_id: str) -> AsyncIterator[str]:
             sql.Identifier(schema)))
         await conn.commit()
         await conn.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _first_admin_password_outside_the_repository(
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A console a test starts with no users writes the first admin's password file; with the
+    default ``database.data_dir`` that is the repository's own .shouwang/, where a real
+    ``bash scripts/run`` keeps its data. Such files go to a temporary directory instead."""
+    from console import first_admin
+
+    derived = first_admin.first_password_file
+    spare = tmp_path_factory.mktemp("first-admin")
+
+    def outside_the_repository(settings: Settings) -> Path:
+        path = derived(settings)
+        return spare / path.name if path.is_relative_to(_ROOT) else path
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(first_admin, "first_password_file", outside_the_repository)
+        yield

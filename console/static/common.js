@@ -223,18 +223,9 @@ window.Shouwang = (function () {
     connect();
   }
 
-  // Hazard names for what comes without its own (drill timelines, old clients).
-  const HAZARD = {
-    gas: ["可燃气体泄漏", "Gas leak"], co: ["一氧化碳", "Carbon monoxide"],
-    smoke: ["烟雾火情", "Smoke"], heat: ["温度过高", "Heat"], flood: ["水浸", "Flooding"],
-    electrical_leak: ["电气漏电", "Residual current"], overheat: ["线缆过热", "Cable overheating"],
-    heart_rate_high: ["心率过高", "High heart rate"], heart_rate_low: ["心率过低", "Low heart rate"],
-    fall: ["跌倒", "Fall"], sos: ["紧急呼救", "SOS"], inactivity: ["长时间无活动", "Inactivity"],
-    offline: ["设备离线", "Device offline"], tamper: ["设备被拆", "Tamper"], siren: ["声光报警", "Siren"],
-  };
-  // An alert's hazard as messages name it (served with each alert), else this table.
+  // An alert's hazard as messages name it: the server sends hazard_name with each alert.
   function hazardName(alert) {
-    return alert.hazard_name || HAZARD[alert.hazard] || [alert.hazard, alert.hazard];
+    return alert.hazard_name || [alert.hazard, alert.hazard];
   }
   const SEVERITY = {
     red: ["红色", "Red"], orange: ["橙色", "Orange"], yellow: ["黄色", "Yellow"], blue: ["蓝色", "Blue"],
@@ -257,7 +248,7 @@ window.Shouwang = (function () {
   document.addEventListener("keydown", unlockAudio);
 
   return {
-    HAZARD, hazardName, SEVERITY, STATUS, ALARM, CAN_ACK, el, bilingual, text, lang, setLang,
+    hazardName, SEVERITY, STATUS, ALARM, CAN_ACK, el, bilingual, text, lang, setLang,
     fetchJSON,
     loadSession, canAct, beep, controls, showProblem, clearProblem, formatDuration, byUrgency,
     liveAlerts, session: () => session,

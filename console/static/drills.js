@@ -52,8 +52,9 @@
     return bilingual(table[key] || [key, key]);
   }
 
-  function hazardLabel(hazard) {
-    return hazard ? bilingual(S.HAZARD[hazard] || [hazard, hazard]) : el("span", "", "—");
+  // The hazard as messages name it: the server sends hazard_name with every entry.
+  function hazardLabel(item) {
+    return item.hazard ? bilingual(S.hazardName(item)) : el("span", "", "—");
   }
 
   // ---- starting a drill --------------------------------------------------------------------
@@ -132,7 +133,7 @@
       const kind = el("td");
       kind.append(pair(KIND, entry.kind));
       const what = el("td");
-      what.append(el("span", "", entry.device_id + " · "), hazardLabel(entry.hazard));
+      what.append(el("span", "", entry.device_id + " · "), hazardLabel(entry));
       if (entry.severity) what.append(el("span", "", " · "), pair(SEVERITY, entry.severity));
       const detail = [entry.channel, entry.receiver, entry.actor, entry.detail].filter(Boolean).join(" · ");
       row.append(kind, what, el("td", "detail", detail));
@@ -147,7 +148,7 @@
     $("score-rows").replaceChildren(...card.rows.map((r) => {
       const row = el("tr");
       const hazard = el("td");
-      hazard.append(hazardLabel(r.hazard));
+      hazard.append(hazardLabel(r));
       const expected = el("td");
       expected.append(pair(SEVERITY, r.expected_severity));
       const reached = el("td");
@@ -162,7 +163,7 @@
       el("span", "", card.missed.length ? card.missed.join(", ") : "—"));
     $("score-unexpected").replaceChildren(bilingual(["意外报警：", "Unexpected alerts: "]),
       el("span", "", card.unexpected.length
-        ? card.unexpected.map((u) => "#" + u.alert_id + " " + u.device_id + " " + u.hazard).join(", ") : "—"));
+        ? card.unexpected.map((u) => "#" + u.alert_id + " " + u.device_id + " " + S.text(S.hazardName(u))).join(", ") : "—"));
     // A same-origin path built from the numeric id: never a URL taken from data.
     $("report-link").setAttribute("href", "/api/drills/" + encodeURIComponent(Number(drill.id)) + "/report.md");
     const session = S.session();

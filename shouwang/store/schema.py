@@ -334,6 +334,13 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (device_type, version)
     );
     """,
+    # simulators (drills): who plays a running drill (host and pid) and when it last said
+    # so; a drill whose player stopped heart-beating is abandoned by any console's sweep.
+    """
+    ALTER TABLE drills ADD COLUMN player text NOT NULL DEFAULT '',
+        ADD COLUMN heartbeat_at timestamptz;
+    CREATE INDEX drills_running ON drills (id) WHERE finished_at IS NULL;
+    """,
 )
 
 # Applied after the core tables when TimescaleDB can be used. Every name is qualified: the

@@ -106,5 +106,8 @@ async def test_start_a_drill_watch_its_timeline_and_open_its_report(
 
         await page.click("#lang-switch")
         await expect(page.locator("#detail-state")).to_contain_text("Finished")
+        # The hazard as the messages name it (served with each entry), in either language.
+        await expect(score).to_contain_text("SOS call")
+        await expect(timeline.locator("tr[data-kind=detection]")).to_contain_text("SOS call")
 
     assert problems == []

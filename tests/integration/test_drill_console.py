@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
+from alerting.templates import hazard_wording
 from config.settings import Settings, load
 from console import create_app
 from console.app import close_streams
@@ -37,6 +39,7 @@ DEVICE = "fast-gas-leak"
 OTHER_SITE = "other-site"
 USERS = {"演练管理员": Role.ADMIN, "王值班": Role.DUTY_OFFICER, "阳光微站": Role.FIRE_STATION,
          "只读": Role.VIEWER}
+GAS = ["燃气泄漏", "Gas leak"]  # as alerting.templates names the hazard "gas"
 FAST_DRILL = {"scenario": "fast_gas_leak", "site": SITE, "device_id": DEVICE, "speed": 20,
               "start_after_s": 20, "run_s": 60, "wait_s": 60, "seed": 3}
 
@@ -150,6 +153,12 @@ async def test_drill_started_from_the_console_is_detected_answered_scored_and_pu
         drill = response.json()
         assert drill["status"] == "running" and drill["devices"] == [DEVICE]
         drill_id = drill["id"]
+        assert drill["expected"] == [{"device_id": DEVICE, "hazard": "gas",
+                                      "hazard_name": GAS, "severity": "red"}]
+        # Its player (this process) says who it is and that it is alive.
+        assert await _count(desk, "SELECT count(*) FROM drills WHERE id = %s AND player LIKE %s "
+                                  "AND heartbeat_at IS NOT NULL", drill_id,
+                            f"% pid {os.getpid()}") == 1
         again = await officer.post("/api/drills", json=FAST_DRILL)
         assert again.status_code == 409  # one drill per device at a time
 
@@ -187,14 +196,18 @@ async def test_drill_started_from_the_console_is_detected_answered_scored_and_pu
             < kinds.index("resolved")
         acked = next(e for e in detail["timeline"] if e["kind"] == "acknowledged")
         assert acked["actor"] == "阳光微站" and acked["device_id"] == DEVICE
+        # Every entry names its hazard as the messages do (the SMS sent in this drill).
+        assert {tuple(e["hazard_name"]) for e in detail["timeline"]} == {tuple(GAS)}
         card = detail["scorecard"]
         (row,) = card["rows"]
         assert (row["device_id"], row["hazard"], row["severity"]) == (DEVICE, "gas", "red")
+        assert row["hazard_name"] == GAS
         assert row["detected_s"] is not None and 0 < row["detected_s"] < 20
         assert set(row["notified_s"]) == {"sms"}
         assert row["detected_s"] <= row["acknowledged_s"] <= row["resolved_s"]
         assert card["missed"] == []
         assert "【演练】" in desk.sink.received("sms")[0].body
+        assert GAS[0] in desk.sink.received("sms")[0].body
 
         report = await officer.get(f"/api/drills/{drill_id}/report.md")
         assert report.status_code == 200
@@ -228,11 +241,16 @@ async def test_drill_started_from_the_console_is_detected_answered_scored_and_pu
         told = [e["kind"] for e in after["timeline"]]  # now told from the scorecard
         for kind in ("onset", "detection", "notification", "acknowledged", "resolved"):
             assert kind in told, told
+        assert {tuple(e["hazard_name"]) for e in after["timeline"]} == {tuple(GAS)}
         conn = await connect(pg_dsn, db_schema, autocommit=True)
         try:
             stored = await load_scorecard(conn, drill_id)
         finally:
             await conn.close()
+        # The API adds each hazard's name to the stored scorecard, nothing else.
+        for item in (*card["rows"], *card["unexpected"]):
+            assert item.pop("hazard_name") == [hazard_wording(item["hazard"], "zh").name,
+                                               hazard_wording(item["hazard"], "en").name]
         assert stored == Scorecard.from_json(card)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -227,12 +228,15 @@ async def test_public_cap_feed_never_carries_a_residents_alert(console: Console)
         assert gas.status_code == 200
 
 
-async def test_the_first_admin_of_a_fresh_install_is_audited(pg_dsn: str,
-                                                              db_schema: str) -> None:
+async def test_the_first_admin_of_a_fresh_install_is_audited(pg_dsn: str, db_schema: str,
+                                                              tmp_path: Path) -> None:
+    # Its password file goes to tmp_path, not the repository's own .shouwang/.
+    settings = SETTINGS.model_copy(update={"database": SETTINGS.database.model_copy(
+        update={"data_dir": tmp_path / "pg"})})
     db = await connect(pg_dsn, db_schema, autocommit=True)
     try:
         async with MemoryBus() as bus:
-            app = create_app(SETTINGS, pg_dsn, bus, schema=db_schema, clock=lambda: NOW)
+            app = create_app(settings, pg_dsn, bus, schema=db_schema, clock=lambda: NOW)
             async with app.router.lifespan_context(app), asyncio.timeout(20):
                 while True:
                     cur = await db.execute("SELECT actor, action, subject FROM audit_log "
