@@ -8,9 +8,10 @@ Every labelled series under ../shared/data/nab is scored row by row with a fresh
 one threshold per profile over all files as NAB does. Prints the standard, low-FP and
 low-FN scores, then (for ``default``) the standard score at the frozen threshold
 ``NAB_THRESHOLD`` and 0.02 either side of it (a plateau, not a knife edge) and per
-category at that threshold, then the cross-validated standard score (the threshold chosen
-on half of the files, scored on the other half: what a frozen threshold is worth on
-series it has not seen); the last line is the standard score. Needs pandas (for the
+category at that threshold, then the threshold to freeze and the cross-validated standard
+score (bench/nab_threshold.py: the threshold chosen on half of the files, scored on the
+other half — what a frozen threshold is worth on series it has not seen); the last line
+is the standard score. Needs pandas (for the
 scorer).
 """
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import subprocess
 import sys
@@ -27,6 +27,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from bench.nab_threshold import SMOOTH, load_thresholds
 from detectors.anomaly import DETECTORS, make_detector
 from detectors.anomaly.ensemble import NAB_THRESHOLD
 from detectors.csv_scoring import score_csv
@@ -36,7 +37,7 @@ DATA_DIR = _REPO.parent / "shared" / "data" / "nab"
 SCORER = _REPO.parent / "shared" / "tools" / "nab_score.py"
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 # Random halvings of the files for the cross-validated score.
-CV_REPEATS = 10
+CV_REPEATS = 40
 CATEGORIES = ("artificialNoAnomaly", "artificialWithAnomaly", "realAWSCloudwatch",
               "realKnownCause")
 
@@ -47,9 +48,8 @@ def _score_one_file(job: tuple[str, Path, Path]) -> int:
     return score_csv(make_detector(name), source, target)
 
 
-def _scorer(data_dir: Path, results: Path, out: Path, *extra: str,
-            windows_file: Path | None = None) -> dict[str, object]:
-    windows_file = windows_file or data_dir / "labels" / "windows_dev.json"
+def _scorer(data_dir: Path, results: Path, out: Path, *extra: str) -> dict[str, object]:
+    windows_file = data_dir / "labels" / "windows_dev.json"
     subprocess.run(
         [sys.executable, str(SCORER), str(results), "--windows", str(windows_file),
          "--profiles", str(data_dir / "profiles.json"), "--data-dir", str(data_dir),
@@ -98,46 +98,16 @@ def _print_frozen(data_dir: Path, results: Path) -> None:
               f"{p['windows']}  fp rows {p['fp_rows']}")
 
 
-def _half_standard(data_dir: Path, results: Path, windows_file: Path,
-                   threshold: float | None) -> dict[str, float]:
-    extra = ("--threshold", f"{threshold!r}") if threshold is not None else ()
-    out = windows_file.with_suffix(".score.json")
-    profiles = _scorer(data_dir, results, out, *extra, windows_file=windows_file)
-    standard = profiles["profiles"]["standard"]  # type: ignore[index]
-    assert isinstance(standard, dict)
-    return standard
-
-
-def cross_validated(data_dir: Path, results: Path, repeats: int = CV_REPEATS) -> list[float]:
-    """Standard scores on files whose threshold was chosen on other files.
-
-    Each repeat splits the files in two halves (every category split evenly, at random),
-    picks the best threshold on one half and scores the other half with it, and the
-    other way round; the two held-out halves are pooled into one normalised score. This
-    is what a frozen threshold is worth on series it has not seen.
-    """
-    windows = json.loads((data_dir / "labels" / "windows_dev.json").read_text())
-    by_category: dict[str, list[str]] = {}
-    for key in sorted(windows):
-        by_category.setdefault(key.split("/")[0], []).append(key)
-    scores = []
-    for seed in range(repeats):
-        rng = random.Random(seed)
-        halves: tuple[dict[str, object], dict[str, object]] = ({}, {})
-        for keys in by_category.values():
-            shuffled = rng.sample(keys, len(keys))
-            for i, key in enumerate(shuffled):
-                halves[i % 2][key] = windows[key]
-        files = [results / f"cv-{seed}-{side}.json" for side in (0, 1)]
-        for half, file in zip(halves, files, strict=True):
-            file.write_text(json.dumps(half))
-        chosen = [_half_standard(data_dir, results, file, None)["threshold"] for file in files]
-        held_out = [_half_standard(data_dir, results, files[side], chosen[1 - side])
-                    for side in (0, 1)]
-        raw, null, perfect = (sum(h[k] for h in held_out)
-                              for k in ("raw", "null_raw", "perfect_raw"))
-        scores.append(100.0 * (raw - null) / (perfect - null))
-    return scores
+def _print_held_out(data_dir: Path, results: Path) -> None:
+    thresholds = load_thresholds(results, data_dir, SCORER)
+    frozen, score = thresholds.freeze()
+    print(f"threshold to freeze (best of the standard score averaged over ±{SMOOTH}): "
+          f"{frozen:.4f}  standard there {score:.2f}")
+    for label, smooth in (("the best threshold", 0.0), (f"averaged ±{SMOOTH}", SMOOTH)):
+        held_out = thresholds.cross_validate(smooth, CV_REPEATS)
+        print(f"held out, threshold chosen on the other half of the files by {label} "
+              f"({len(held_out)} random halvings): mean {statistics.fmean(held_out):.2f}  "
+              f"sd {statistics.stdev(held_out):.2f}")
 
 
 def main() -> None:
@@ -158,10 +128,7 @@ def main() -> None:
                   f"windows {p['windows_detected']}/{p['windows']}  fp rows {p['fp_rows']}")
         if args.detector == "default":
             _print_frozen(args.data_dir, results)
-        held_out = cross_validated(args.data_dir, results)
-        print(f"standard, threshold chosen on the other half of the files "
-              f"({len(held_out)} random halvings): mean {statistics.fmean(held_out):.2f}  "
-              f"min {min(held_out):.2f}  max {max(held_out):.2f}")
+        _print_held_out(args.data_dir, results)
     print(f"NAB standard score ({args.detector}): {profiles['standard']['score']:.2f}")
 
 
