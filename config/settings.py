@@ -718,8 +718,12 @@ class ConsoleSettings(_Section):
     # Login: cookies marked Secure when served over TLS (or always, behind a TLS proxy).
     secure_cookies: bool = False
     session_ttl_s: float = Field(default=12 * 3600, gt=0, description="one duty shift")
-    login_attempts: int = Field(default=5, ge=1, description="failures per name and per "
-                                "client address within login_window_s")
+    login_attempts: int = Field(default=5, ge=1, description="failures per client address, "
+                                "and per name from one address, within login_window_s")
+    login_attempts_per_name: int = Field(
+        default=50, ge=1, description="failures per name from all addresses together within "
+        "login_window_s: guessing spread over many addresses (one address is stopped at "
+        "login_attempts first, so it cannot lock the name's owner out)")
     login_window_s: float = Field(default=300, gt=0)
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = Field(
         default=(), description="reverse proxies (addresses or networks) whose "

@@ -210,8 +210,10 @@ def create_app(settings: Settings, dsn: str, bus: Bus, *, schema: str = "public"
             await _wait_joined(feed, feed_task)
             app.state.console = ConsoleContext(
                 settings=settings, pool=pool, bus=bus, feed=feed, clock=clock, ping_s=ping_s,
-                login_limiter=LoginLimiter(attempts=settings.console.login_attempts,
-                                           window_s=settings.console.login_window_s),
+                login_limiter=LoginLimiter(
+                    attempts=settings.console.login_attempts,
+                    name_attempts=settings.console.login_attempts_per_name,
+                    window_s=settings.console.login_window_s),
                 policies=policies)
             yield
         finally:

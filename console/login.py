@@ -34,21 +34,21 @@ def session_view(session: Session) -> dict[str, Any]:  # Any: JSON
 async def login(request: Request) -> Response:
     context = context_of(request)
     body = await json_body(request, LoginBody)
-    keys = [f"name:{body.name.casefold()}", f"addr:{client_address(request)}"]
-    wait = context.login_limiter.retry_after(keys, context.clock())
+    address = client_address(request)
+    wait = context.login_limiter.retry_after(body.name, address, context.clock())
     if wait > 0:
         raise HTTPException(429, "too many failed logins; try again later",
                             headers={"Retry-After": str(int(wait) + 1)})
     async with context.pool.connection(timeout=_DB_TIMEOUT_S) as conn:
         user = await verify_login(conn, body.name, body.password)
         if user is None:
-            context.login_limiter.failed(keys, context.clock())
-            log.warning("failed login for %r from %s", body.name, client_address(request))
+            context.login_limiter.failed(body.name, address, context.clock())
+            log.warning("failed login for %r from %s", body.name, address)
             raise HTTPException(401, "wrong name or password")
         token, session = await create_session(conn, user, now=context.clock(),
                                               ttl_s=context.settings.console.session_ttl_s)
-    context.login_limiter.succeeded(keys[0])
-    log.info("%s logged in from %s", user.name, client_address(request))
+    context.login_limiter.succeeded(body.name, address)
+    log.info("%s logged in from %s", user.name, address)
     response = JSONResponse(session_view(session))
     response.set_cookie(
         SESSION_COOKIE, token, max_age=int(context.settings.console.session_ttl_s), path="/",

@@ -357,3 +357,39 @@ async def test_behind_a_trusted_proxy_each_client_has_its_own_login_limit(
         assert await cur.fetchall() == [("console 203.0.113.2",)]
     finally:
         await db.close()
+
+
+async def test_one_client_guessing_cannot_lock_out_the_owner_but_many_clients_can_not_guess_on(
+        pg_dsn: str, db_schema: str) -> None:
+    """Failures count per client, per name from one client, and per name from all clients
+    together (a larger allowance): a guesser at one address locks out only itself; a
+    guess spread over many addresses stops the name for everyone until the window passes."""
+    db = await connect(pg_dsn, db_schema, autocommit=True)
+    console = SETTINGS.console.model_copy(update={
+        "trusted_proxies": (ip_network("127.0.0.1/32"),), "login_attempts_per_name": 5})
+    settings = SETTINGS.model_copy(update={"console": console})
+    clock = Clock(NOW)
+    try:
+        await add_user(db, "duty", Role.DUTY_OFFICER, ("s1",))
+        async with MemoryBus() as bus:
+            app = create_app(settings, pg_dsn, bus, schema=db_schema, clock=clock)
+            async with app.router.lifespan_context(app), httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app), base_url="http://console") as client:
+
+                async def login(address: str, password: str) -> int:
+                    response = await client.post(
+                        "/api/login", headers={"x-forwarded-for": address},
+                        json={"name": "duty", "password": password})
+                    return response.status_code
+
+                assert [await login("203.0.113.1", "guess-1234") for _ in range(3)] == [401] * 3
+                assert await login("203.0.113.1", PASSWORD) == 429   # the guesser waits
+                assert await login("198.51.100.7", PASSWORD) == 200  # the owner does not
+                # Two more addresses guess once each: five failures at the name in all.
+                assert await login("203.0.113.2", "guess-1234") == 401
+                assert await login("203.0.113.3", "guess-1234") == 401
+                assert await login("198.51.100.7", PASSWORD) == 429
+                clock.now = NOW + 61
+                assert await login("198.51.100.7", PASSWORD) == 200
+    finally:
+        await db.close()
