@@ -8,7 +8,7 @@ reminders from the ``escalations`` table, summarises storms held past their wind
 and hands undelivered messages to fallbacks in the fallback's own form. Each body is
 composed for its channel (``messages.py``); loudspeakers get a structured message with
 priority and zone (``broadcast.py``) and, when espeak-ng is installed, a WAV
-(``speech.py``).
+(``speech.py``) kept in the database (``audio_store.py``) for the console to serve.
 """
 
 from alerting.ack_links import AckLinks, BadLink

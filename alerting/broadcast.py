@@ -9,13 +9,16 @@ object itself) and HTTP (apprise ``json://``, the object is the ``message`` fiel
      "severity": "red", "hazards": ["gas"],
      "zone": {"scope": "building", "site": "sunshine", "building": "3"},
      "drill": false, "language": "zh",
-     "audio": {"url": "…/broadcast/audio/….wav", "file": "/…/….wav", "duration_s": 9.4}}
+     "audio": {"url": "…/broadcast/audio/….wav", "file": "….wav", "format": "wav",
+               "duration_s": 9.4}}
 
 ``priority`` follows the four colours, higher is more urgent (red 4 … blue 1); a drill
 is 0, the lowest, so a controller never lets a drill talk over a real warning.
 ``zone`` is the alert's building, or the whole site (``building`` null) for hazards that
 concern everyone (``alerting.broadcast.site_wide_hazards``) or an alert with no building.
-``audio`` is there when a local TTS engine rendered the text (added when sent).
+``audio`` is there when a local TTS engine rendered the text (added when sent); ``file``
+is the clip's name, which the console serves at ``/broadcast/audio/{file}`` from the
+database (``url`` when ``audio_url_base`` is set).
 """
 
 from __future__ import annotations

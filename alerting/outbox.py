@@ -168,7 +168,7 @@ class Dispatcher:
                  rng: random.Random | None = None,
                  speech: SpeechSynthesizer | None = None) -> None:
         self._notifier = notifier
-        self._speech = speech  # renders the loudspeakers' audio file; None = text only
+        self._speech = speech  # renders the loudspeakers' audio clip; None = text only
         self._settings = settings
         self._receivers = {r.name: r for r in settings.receivers}
         self._wake = wake
@@ -226,7 +226,7 @@ class Dispatcher:
     async def _deliver(self, pool: Pool, item: OutboxItem, stop: asyncio.Event) -> None:
         try:
             started = time.perf_counter()
-            error = await self._send(item)
+            error = await self._send(pool, item)
             metrics.SEND_SECONDS.labels(item.channel).observe(time.perf_counter() - started)
             finished = self._clock()  # once: the row's outcome is decided at this instant
             await retry_until_done(partial(self._record, pool, item, error, finished), stop,
@@ -238,7 +238,7 @@ class Dispatcher:
             if was_full:
                 self._wake.set()  # a slot is free again: look for more work at once
 
-    async def _send(self, item: OutboxItem) -> NotifyError | None:
+    async def _send(self, pool: Pool, item: OutboxItem) -> NotifyError | None:
         receiver = self._receivers.get(item.receiver)
         if receiver is None:
             return NotifyError(f"receiver {item.receiver!r} is no longer configured",
@@ -251,7 +251,7 @@ class Dispatcher:
             # The structured message is the whole payload (an MQTT controller gets the
             # object alone: apprise would put a title in front of it).
             title = ""
-            body = await self._with_audio(body)
+            body = await self._with_audio(pool, body)
         limits = self._limits.get(item.channel)
         timeout_s = limits.timeout_s if limits is not None else self._settings.send_timeout_s
         try:
@@ -268,13 +268,13 @@ class Dispatcher:
             return NotifyError(f"notifier crashed: {err!r}", retryable=True)
         return None
 
-    async def _with_audio(self, body: str) -> str:
-        """``body`` with its audio file described, when a TTS engine is there and works;
+    async def _with_audio(self, pool: Pool, body: str) -> str:
+        """``body`` with its audio clip described, when a TTS engine is there and works;
         the text alone otherwise (a loudspeaker must not wait on a missing voice)."""
         spoken = spoken_part(body)
         if self._speech is None or spoken is None:
             return body
-        clip = await self._speech.render(*spoken)
+        clip = await self._speech.render(pool, *spoken, now=self._clock())
         return body if clip is None else with_audio(body, clip.describe())
 
     async def _record(self, pool: Pool, item: OutboxItem, error: NotifyError | None,

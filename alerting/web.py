@@ -1,5 +1,6 @@
 """The alerting pages the console serves without a login: the SMS acknowledgement link,
-the public CAP 1.2 feed and the loudspeakers' audio files.
+the public CAP 1.2 feed and the loudspeakers' audio clips (read from the database, where
+the alerting service stored them).
 
 The console mounts ``public_routes(context_of)``; ``context_of`` gives what a request
 needs (settings, connection pool, clock), so this module does not depend on the
@@ -17,12 +18,13 @@ from typing import Any, Protocol
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from alerting.ack_links import AckLinks, acknowledge_by_link, confirm_page
+from alerting.audio_store import load_clip
 from alerting.cap import NotPublic, cap_feed, cap_message_of
-from alerting.speech import AUDIO_NAME, audio_dir
+from alerting.speech import AUDIO_NAME
 from config.settings import Settings
 from shouwang.bus import Bus, BusError
 from shouwang.codec import encode_alert
@@ -37,6 +39,8 @@ _PUBLISH_TIMEOUT_S = 5.0
 _MAX_ID = 2**63 - 1  # alerts.id is a bigint
 _CAP_TYPE = "application/cap+xml; charset=utf-8"
 _ATOM_TYPE = "application/atom+xml; charset=utf-8"
+# A clip's name is the hash of its voice and words: what it names never changes.
+_AUDIO_CACHE = "public, max-age=31536000, immutable"
 
 
 class PublicContext(Protocol):
@@ -107,11 +111,16 @@ def public_routes(context_of: Callable[[Request], PublicContext]) -> list[BaseRo
     async def audio(request: Request) -> Response:
         # The loudspeaker controller fetches the spoken WAV named in the broadcast message.
         name: str = request.path_params["name"]
-        folder = audio_dir(context_of(request).settings.alerting.broadcast)
-        path = folder / name
-        if not AUDIO_NAME.match(name) or not path.is_file():
+        if not AUDIO_NAME.match(name):
             return Response(b"no such audio", status_code=404, media_type="text/plain")
-        return FileResponse(path, media_type="audio/wav")
+        cached = {"Cache-Control": _AUDIO_CACHE, "ETag": f'"{name[:-4]}"'}
+        if request.headers.get("if-none-match") == cached["ETag"]:
+            return Response(status_code=304, headers=cached)
+        async with context_of(request).pool.connection(timeout=_DB_TIMEOUT_S) as conn:
+            wav = await load_clip(conn, name)
+        if wav is None:  # never rendered, or pruned since
+            return Response(b"no such audio", status_code=404, media_type="text/plain")
+        return Response(wav, media_type="audio/wav", headers=cached)
 
     return [
         Route("/broadcast/audio/{name}", audio, methods=["GET"]),

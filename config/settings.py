@@ -636,13 +636,15 @@ class BroadcastSettings(_Section):
                              "(espeak-ng command line); not installed or \"\" = text only")
     voice_zh: str = "cmn"
     voice_en: str = "en-us"
-    audio_dir: Path | None = Field(default=None, description="where the WAV files go; unset = "
-                                   "shouwang-broadcast-audio in the system temp directory")
-    audio_url_base: str = Field(default="", description="public base URL of audio_dir put in "
+    audio_dir: Path | None = Field(default=None, description="deprecated, unused: the WAV "
+                                   "clips are kept in the database; still accepted so older "
+                                   "configurations load (a warning says it is ignored)")
+    audio_url_base: str = Field(default="", description="public base URL of the clips put in "
                                 "the message (the console serves /broadcast/audio/); "
-                                "\"\" = file path only")
-    audio_keep: int = Field(default=50, ge=1, description="newest WAV files kept, older "
-                            "ones deleted (a one-minute Chinese warning is ~2.4 MB)")
+                                "\"\" = the clip's name only")
+    audio_keep: int = Field(default=50, ge=1, description="most recently used WAV clips "
+                            "kept in the database, older ones deleted (a one-minute "
+                            "Chinese warning is ~2.4 MB)")
     tts_timeout_s: float = Field(default=10.0, gt=0)
 
 

@@ -341,6 +341,19 @@ MIGRATIONS: tuple[str, ...] = (
         ADD COLUMN heartbeat_at timestamptz;
     CREATE INDEX drills_running ON drills (id) WHERE finished_at IS NULL;
     """,
+    # alerting (broadcast audio): the loudspeakers' WAV clips, named by the hash of voice
+    # and text, so the console serves what any alerting worker rendered (no shared
+    # directory); the audio_keep most recently used stay.
+    """
+    CREATE TABLE broadcast_audio (
+        name text PRIMARY KEY,
+        wav bytea NOT NULL,
+        duration_s double precision NOT NULL,
+        created_at timestamptz NOT NULL,
+        used_at timestamptz NOT NULL
+    );
+    CREATE INDEX broadcast_audio_used ON broadcast_audio (used_at);
+    """,
 )
 
 # Applied after the core tables when TimescaleDB can be used. Every name is qualified: the

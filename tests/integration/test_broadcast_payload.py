@@ -1,30 +1,28 @@
 """The loudspeakers' message on real services: one structured object with the spoken text,
 priority, zone, alert id, drill flag and language, over MQTT (real Mosquitto, apprise
-``mqtt://``) and HTTP (the local sink, apprise ``json://``); with a WAV file rendered by
-the local TTS engine (espeak-ng, installed by ``scripts/services.sh install``).
+``mqtt://``) and HTTP (the local sink, apprise ``json://``); with a WAV clip rendered by
+the local TTS engine (espeak-ng, installed by ``scripts/services.sh install``), stored in
+the database and fetched from the console app, which shares no directory with alerting.
 
-In CI the engine must be there: its absence fails the audio tests instead of skipping
-them. On a developer's machine without it they are skipped with the reason.
+The engine must be there: its absence fails the audio tests instead of skipping them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import wave
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
 import pytest
-from starlette.applications import Starlette
 
-from alerting.speech import AUDIO_NAME
-from alerting.web import public_routes
+from alerting.audio_store import load_clip
+from alerting.speech import AUDIO_NAME, wav_duration_s
 from config.settings import (
     AlertingSettings,
     BroadcastSettings,
+    DatabaseSettings,
     DeviceConfig,
     EscalationPolicy,
     EscalationStep,
@@ -38,12 +36,13 @@ from shouwang.models import Severity
 from shouwang.sink import LocalSink
 from tests.integration.test_alerting_broadcast_zones import listening
 from tests.integration.test_alerting_escalation import _sent, gas, service, settings_for
+from tests.integration.test_alerting_public_pages import console
 from tests.integration.test_alerting_service import eventually
 
 pytestmark = pytest.mark.integration
 
 
-def loudspeakers(base: Settings, urls: tuple[str, ...], audio: Path,
+def loudspeakers(base: Settings, urls: tuple[str, ...],
                  **broadcast: Any) -> Settings:  # Any: BroadcastSettings fields
     config = AlertingSettings(
         receivers=(Receiver(name="speakers", channel="broadcast", urls=urls),),
@@ -53,17 +52,15 @@ def loudspeakers(base: Settings, urls: tuple[str, ...], audio: Path,
                                    max_reminders=0,
                                    steps=(EscalationStep(groups=("public",)),)),),
         retry_base_s=1.0, retry_max_s=4.0, send_timeout_s=5.0,
-        broadcast=BroadcastSettings(audio_dir=audio, **broadcast))
+        broadcast=BroadcastSettings(**broadcast))
     flood = DeviceConfig(id="water-garage", type=DeviceType.WATER, site="sunshine",
                          building="9", floor="B1")
     return base.model_copy(update={"alerting": config, "devices": (*base.devices, flood)})
 
 
-def assert_valid_wav(path: Path) -> float:
-    data = path.read_bytes()
+def assert_valid_wav(data: bytes) -> float:
     assert data[:4] == b"RIFF" and data[8:12] == b"WAVE", "not a RIFF/WAVE file"
-    with wave.open(str(path), "rb") as clip:
-        duration = clip.getnframes() / clip.getframerate()
+    duration = wav_duration_s(data)
     assert duration > 0.5  # a spoken warning, not an empty file
     return duration
 
@@ -75,7 +72,7 @@ async def test_mqtt_controller_gets_the_structured_message_and_its_audio(
     host, port = mqtt_addr
     topic = f"{run_id}/broadcast/controller"
     settings = loudspeakers(settings_for(sink.port), (f"mqtt://{host}:{port}/{topic}?qos=1",),
-                            tmp_path, audio_url_base="http://console.example/broadcast/audio")
+                            audio_url_base="http://console.example/broadcast/audio")
     with listening(mqtt_addr, topic) as heard:
         async with service(settings, pg_dsn, db_schema) as (run, db):
             await run.publish(gas(55.0, Severity.RED))
@@ -97,24 +94,29 @@ async def test_mqtt_controller_gets_the_structured_message_and_its_audio(
     assert (message["drill"], message["language"], message["hazards"]) == (False, "zh",
                                                                             ["gas"])
     audio = message["audio"]
-    path = Path(audio["file"])
-    assert path.parent == tmp_path and AUDIO_NAME.match(path.name)
-    assert audio["url"] == f"http://console.example/broadcast/audio/{path.name}"
-    assert abs(assert_valid_wav(path) - audio["duration_s"]) < 0.05
+    assert AUDIO_NAME.match(audio["file"]) and audio["format"] == "wav"
+    assert audio["url"] == f"http://console.example/broadcast/audio/{audio['file']}"
+    # The console: its own settings, the same database, no directory shared with alerting.
+    alone = Settings(database=DatabaseSettings(data_dir=tmp_path / "pg"))
+    async with console(alone, pg_dsn, db_schema, clock=run.clock) as web:
+        fetched = await web.get(urlsplit(audio["url"]).path)
+    assert fetched.status_code == 200 and fetched.headers["content-type"] == "audio/wav"
+    assert abs(assert_valid_wav(fetched.content) - audio["duration_s"]) < 0.05
 
 
 @pytest.mark.usefixtures("tts_engine")
 async def test_http_controller_gets_a_drill_for_the_whole_site_in_english(
-        pg_dsn: str, db_schema: str, sink: LocalSink, tmp_path: Path) -> None:
+        pg_dsn: str, db_schema: str, sink: LocalSink) -> None:
     settings = loudspeakers(settings_for(sink.port),
-                            (f"json://127.0.0.1:{sink.port}/broadcast",), tmp_path)
+                            (f"json://127.0.0.1:{sink.port}/broadcast",))
     settings = settings.model_copy(update={"alerting": settings.alerting.model_copy(
         update={"language": "en"})})
     async with service(settings, pg_dsn, db_schema) as (run, db):
         await run.publish(gas(0.8, Severity.ORANGE, drill=True, device="water-garage",
                               hazard="flood"))
         await eventually(lambda: _sent(db, 1), "the drill broadcast")
-    [received] = sink.received("broadcast")
+        [received] = sink.received("broadcast")
+        clip = await load_clip(db, json.loads(received.body)["audio"]["file"])
     assert received.title == ""  # everything is in the message
     message = json.loads(received.body)
     assert message["text"].startswith("[DRILL] Attention please. Flooding at 阳光小区")
@@ -123,15 +125,15 @@ async def test_http_controller_gets_a_drill_for_the_whole_site_in_english(
                                                                                  True)
     assert message["zone"] == {"scope": "site", "site": "sunshine", "building": None}
     assert message["language"] == "en"
-    assert "url" not in message["audio"]  # no public base configured: the file only
-    assert_valid_wav(Path(message["audio"]["file"]))
+    assert "url" not in message["audio"]  # no public base configured: the name only
+    assert clip is not None and abs(assert_valid_wav(clip) - message["audio"]["duration_s"]) < 0.05
 
 
 async def test_without_a_tts_engine_the_text_goes_out_and_the_log_says_so_once(
-        pg_dsn: str, db_schema: str, sink: LocalSink, tmp_path: Path,
+        pg_dsn: str, db_schema: str, sink: LocalSink,
         caplog: pytest.LogCaptureFixture) -> None:
     settings = loudspeakers(settings_for(sink.port),
-                            (f"json://127.0.0.1:{sink.port}/broadcast",), tmp_path,
+                            (f"json://127.0.0.1:{sink.port}/broadcast",),
                             tts_command="no-such-tts-engine")
     settings = settings.model_copy(update={"devices": (*settings.devices, DeviceConfig(
         id="gas-8", type=DeviceType.GAS, site="sunshine", building="8"))})
@@ -141,33 +143,11 @@ async def test_without_a_tts_engine_the_text_goes_out_and_the_log_says_so_once(
             await eventually(lambda: _sent(db, 1), "the first broadcast")
             await run.publish(gas(56.0, Severity.RED, device="gas-8"))
             await eventually(lambda: _sent(db, 2), "the second broadcast")
+            cur = await db.execute("SELECT count(*) FROM broadcast_audio")
+            assert await cur.fetchone() == (0,)
     messages = [json.loads(m.body) for m in sink.received("broadcast")]
     assert [m["zone"]["building"] for m in messages] == ["3", "8"]
     assert all("audio" not in m and m["text"].startswith("紧急通知") for m in messages)
     said = [r for r in caplog.records if "no text-to-speech engine" in r.getMessage()]
     assert len(said) == 1
-    assert list(tmp_path.iterdir()) == []
 
-
-@pytest.mark.usefixtures("tts_engine")
-async def test_console_serves_the_audio_file_by_name_only(tmp_path: Path) -> None:
-    settings = Settings(alerting=AlertingSettings(
-        broadcast=BroadcastSettings(audio_dir=tmp_path)))
-    name = "0123456789abcdef0123456789abcdef.wav"
-    process = await asyncio.create_subprocess_exec(
-        "espeak-ng", "-v", "cmn", "-w", str(tmp_path / name), "测试")
-    assert await process.wait() == 0
-    (tmp_path / "secret.txt").write_text("not for the public")
-
-    class Context:
-        def __init__(self) -> None:
-            self.settings = settings
-
-    app = Starlette(routes=public_routes(lambda request: Context()))  # type: ignore[arg-type,return-value]
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://console") as client:
-        found = await client.get(f"/broadcast/audio/{name}")
-        assert found.status_code == 200 and found.content[:4] == b"RIFF"
-        assert found.headers["content-type"] == "audio/wav"
-        for bad in ("secret.txt", "..%2Fsecret.txt", "ffffffffffffffffffffffffffffffff.wav"):
-            assert (await client.get(f"/broadcast/audio/{bad}")).status_code == 404

@@ -1,21 +1,19 @@
-"""The loudspeakers' message (priority, zone) and its audio file, and the text each channel
-gets from the composer."""
+"""The loudspeakers' message (priority, zone) and its audio description, and the text each
+channel gets from the composer. Rendering and storing the audio clip needs the database:
+tests/integration/test_broadcast_audio.py."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
-import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from alerting.broadcast import broadcast_message, spoken_part, with_audio
 from alerting.messages import MessageComposer
-from alerting.speech import SpeechSynthesizer, find_speech, wav_duration_s
+from alerting.speech import find_speech
 from config.settings import AlertingSettings, BroadcastSettings, Receiver
 from shouwang.models import Alert, AlertStatus, DetectionKind, Location, Severity, Site
 
@@ -89,46 +87,6 @@ def test_each_channel_gets_its_own_form() -> None:
     assert reminder.startswith("【提醒·未确认】【守望】")
     summary = json.loads(composer.summary([alert, _alert(id=8)], receiver("broadcast")))
     assert summary["alert_ids"] == [7, 8] and "同时出现2条告警" in summary["text"]
-
-
-@pytest.mark.usefixtures("tts_engine")
-async def test_speech_renders_a_wav_reuses_it_and_keeps_the_newest(tmp_path: Path) -> None:
-    speech = find_speech(BroadcastSettings(audio_dir=tmp_path, audio_keep=2))
-    assert speech is not None
-    first = await speech.render("【演练】紧急通知：三号楼发生燃气泄漏，请立即撤离。", "zh")
-    assert first is not None
-    data = first.path.read_bytes()
-    assert data[:4] == b"RIFF" and data[8:12] == b"WAVE"
-    assert first.duration_s == wav_duration_s(first.path) > 0.5
-    mtime = first.path.stat().st_mtime_ns
-    again = await speech.render("【演练】紧急通知：三号楼发生燃气泄漏，请立即撤离。", "zh")
-    assert again is not None and again.path == first.path
-    assert first.path.stat().st_mtime_ns >= mtime  # reused, not rendered anew
-    for text in ("Gas leak in building three.", "Flooding in the garage."):
-        assert await speech.render(text, "en") is not None
-    assert len(list(tmp_path.glob("*.wav"))) == 2  # audio_keep
-    assert not first.path.exists()  # the oldest went
-
-
-async def test_a_failing_engine_gives_text_only_and_is_logged_once(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    broken = shutil.which("false")
-    assert broken is not None
-    speech = SpeechSynthesizer(broken, BroadcastSettings(audio_dir=tmp_path))
-    with caplog.at_level(logging.ERROR, logger="alerting.speech"):
-        results = [await speech.render(f"测试{n}", "zh") for n in range(3)]
-    assert results == [None, None, None]
-    assert len([r for r in caplog.records if "text-to-speech failed" in r.getMessage()]) == 1
-    assert list(tmp_path.iterdir()) == []
-
-
-async def test_a_hanging_engine_is_cut_at_its_timeout(tmp_path: Path) -> None:
-    sleeper = tmp_path / "hang.sh"
-    sleeper.write_text("#!/bin/sh\nexec sleep 30\n")
-    sleeper.chmod(0o755)
-    speech = SpeechSynthesizer(str(sleeper), BroadcastSettings(audio_dir=tmp_path / "audio",
-                                                               tts_timeout_s=0.3))
-    assert await asyncio.wait_for(speech.render("测试", "zh"), 10) is None
 
 
 def test_no_engine_means_none_said_once(caplog: pytest.LogCaptureFixture) -> None:
