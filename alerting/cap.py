@@ -90,7 +90,8 @@ def cap_messages(settings: AlertingSettings, alert: Alert,
             kind = "Cancel" if event.action in _CANCELS else "Update"
             messages.append(CapMessage(
                 identifier=_identifier(settings, alert.id, len(messages), event.at),
-                sent=event.at, msg_type=kind, note=f"{event.action}: {event.note}".strip(": ")))
+                # The action only: the feed is public, and staff notes may name people.
+                sent=event.at, msg_type=kind, note=event.action))
             if kind == "Cancel":
                 break
     return messages

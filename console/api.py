@@ -113,6 +113,14 @@ async def _visible_alert(conn: AsyncConnection[Any], user: User,  # Any: tuple r
     return alert
 
 
+def _board_view(request: Request, user: User, alert: Alert,
+                notes: BoardNotes | None) -> dict[str, Any]:  # Any: JSON
+    """The alert on the board as ``user`` may see it (health details, people's notes)."""
+    policy = health_policy(request)
+    return board_view(policy.alert(user, alert), notes,
+                      note_hidden=policy.hides_notes(user, alert))
+
+
 async def alerts(request: Request) -> Response:
     context = context_of(request)
     user = (await require_session(request)).user
@@ -131,8 +139,7 @@ async def alerts(request: Request) -> Response:
             found.sort(key=lambda a: (-int(a.severity), -a.opened_at))
             found = found[:query.limit]
         notes = await board_notes(conn, found, context.policies, context.clock())
-    return JSONResponse([board_view(health_policy(request).alert(user, a), notes.get(a.id))
-                         for a in found])
+    return JSONResponse([_board_view(request, user, a, notes.get(a.id)) for a in found])
 
 
 async def alert_detail(request: Request) -> Response:
@@ -144,10 +151,10 @@ async def alert_detail(request: Request) -> Response:
         alert = await _visible_alert(conn, user, alert_id)
         events = await list_events(conn, alert_id)
         notes = await board_notes(conn, [alert], context.policies, context.clock())
-    return JSONResponse({**board_view(health_policy(request).alert(user, alert),
-                                      notes.get(alert.id)),
-                         "events": [event_view(e) for e in
-                                    health_policy(request).events(user, alert, events)]})
+    policy = health_policy(request)
+    return JSONResponse({**_board_view(request, user, alert, notes.get(alert.id)),
+                         "events": [event_view(e, note_hidden=policy.hides_note(user, alert, e))
+                                    for e in events]})
 
 
 async def _announce(context: ConsoleContext, alert: Alert, notes: BoardNotes | None) -> None:
@@ -191,7 +198,7 @@ async def _act(request: Request, wanted: AlertStatus, action: Action) -> Respons
     ALERT_ACTIONS.labels(action.value, "done").inc()
     log.info("alert_id=%d %s by %s from the console", alert.id, wanted.value, user.name)
     await _announce(context, alert, notes)
-    return JSONResponse(board_view(health_policy(request).alert(user, alert), notes))
+    return JSONResponse(_board_view(request, user, alert, notes))
 
 
 async def acknowledge(request: Request) -> Response:
@@ -244,7 +251,7 @@ async def assign_alert(request: Request) -> Response:
     log.info("alert_id=%d assigned to %s by %s from the console", alert.id, body.assignee,
              user.name)
     await _announce(context, alert, notes)
-    return JSONResponse(board_view(health_policy(request).alert(user, alert), notes))
+    return JSONResponse(_board_view(request, user, alert, notes))
 
 
 def _wanted(state: DeviceState, query: DeviceQuery, now: float) -> bool:
@@ -370,8 +377,7 @@ async def stream(request: Request) -> Response:
                         yield ServerSentEvent(event="resync", data=str(lost))
                     if not user.sees(alert.site):
                         continue
-                    view = board_view(health_policy(request).alert(user, alert),
-                                      context.feed.notes(alert))
+                    view = _board_view(request, user, alert, context.feed.notes(alert))
                     yield ServerSentEvent(event="alert", data=orjson.dumps(view).decode())
         except TooManyViewers:
             return

@@ -57,12 +57,17 @@ _ALERT = {
                        "description": "null: no escalation policy covers the alert"},
     },
 }
+_NOTE = {"type": ["string", "null"],
+         "description": "what a person wrote; null when note_hidden"}
+_NOTE_HIDDEN = {"type": "boolean", "const": True,
+                "description": "present when the note is kept from the reader: on a "
+                               "wearable's alert, for roles without health access"}
 _ASSIGNMENT = {
     "type": "object",
     "properties": {
         "assignee": {"type": "string"}, "assigned_by": {"type": "string"},
-        "at": {"type": "string", "format": "date-time"}, "note": {"type": "string"},
-        "source": {"type": "string", "examples": ["console"]},
+        "at": {"type": "string", "format": "date-time"}, "note": _NOTE,
+        "note_hidden": _NOTE_HIDDEN, "source": {"type": "string", "examples": ["console"]},
     },
 }
 _ESCALATION = {
@@ -104,7 +109,7 @@ _EVENT = {
         "at": {"type": "string", "format": "date-time"}, "actor": {"type": "string"},
         "source": {"type": "string"}, "action": {"type": "string"},
         "from_status": {"type": ["string", "null"]}, "to_status": {"type": "string"},
-        "note": {"type": "string"},
+        "note": _NOTE, "note_hidden": _NOTE_HIDDEN,
     },
 }
 _DEVICE = {

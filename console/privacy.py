@@ -4,7 +4,10 @@
 wearable's heart rate and the rest. Other roles (fire station, viewer) still see that a
 wearable alert exists, its hazard, severity and place (a fire station must find the
 resident who fell), but no value, no message beyond the SOS/fall text, no notification
-text, and no health series: asking for one answers 403.
+text, and no health series: asking for one answers 403. Nor do they read what anyone
+wrote on a wearable's alert (acknowledging, resolving, assigning, silencing): that is
+free text about the resident ("has a heart condition, took nitroglycerin"); they see
+that it happened, who and when, and ``NOTE_HIDDEN_TEXT`` or ``note_hidden`` instead.
 """
 
 from __future__ import annotations
@@ -25,13 +28,18 @@ from shouwang.models import Alert, Device, Notification
 from shouwang.store.alerts import AlertEvent
 from simulators.drill_record import TimelineEntry
 
-__all__ = ["RESTRICTED_TEXT", "HealthPolicy", "health_policy"]
+__all__ = ["NOTE_HIDDEN_TEXT", "RESTRICTED_TEXT", "HealthPolicy", "health_policy"]
 
 # What a role without health access reads instead of a wearable alert's details.
 RESTRICTED_TEXT = "健康数据仅限授权人员查看 (health details restricted to authorised staff)"
+# What a role without health access reads instead of a note on a wearable's alert.
+NOTE_HIDDEN_TEXT = "(备注仅护理人员可见 / note visible to care staff only)"
 # Alerts whose own text says only what responders must know, and no measured value.
 _PLAIN_HAZARDS = frozenset({"sos", "fall"})
 _STATE_KEY = "health_policy"
+# The history row a detection opened the alert with (shouwang.store.alerts.upsert_live).
+_OPENED = "opened"
+_SYSTEM = "system"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,21 +68,36 @@ class HealthPolicy:
         message = alert.message if alert.hazard in _PLAIN_HAZARDS else RESTRICTED_TEXT
         return dataclasses.replace(alert, last_value=None, message=message)
 
-    def events(self, user: User, alert: Alert, events: list[AlertEvent]) -> list[AlertEvent]:
-        """An alert's history as ``user`` may see it: its notes repeat the detections'
-        messages (values included) and what people wrote about the resident."""
-        if not self._restricted(user, alert.device_id) or alert.hazard in _PLAIN_HAZARDS:
-            return events
-        return [dataclasses.replace(e, note=RESTRICTED_TEXT) if e.note else e for e in events]
+    def hides_notes(self, user: User, alert: Alert) -> bool:
+        """Whether what people wrote on ``alert`` (its assignment's note, its history's
+        notes) is kept from ``user``: anything may be said there about the resident."""
+        return self._restricted(user, alert.device_id)
+
+    def hides_note(self, user: User, alert: Alert, event: AlertEvent) -> bool:
+        """Whether ``user`` reads ``event``'s note as hidden. Every note on a wearable's
+        alert is, whoever wrote it (a silence's reason reaches the history as the system's
+        note), but the text an SOS or fall opened with: the alert's message shows it."""
+        if not event.note or not self.hides_notes(user, alert):
+            return False
+        return not (event.action == _OPENED and event.actor == _SYSTEM
+                    and alert.hazard in _PLAIN_HAZARDS)
 
     def timeline(self, user: User, entries: Sequence[TimelineEntry]) -> list[TimelineEntry]:
         """A drill's timeline as ``user`` may see it: the details of a wearable's entries
-        (message texts, detection messages, notes) carry values."""
+        (message texts, detection messages) carry values, and its actions' notes what
+        people wrote about the resident."""
         if self.sees_health(user):
             return list(entries)
-        return [dataclasses.replace(e, detail=RESTRICTED_TEXT)
-                if e.detail and self._restricted(user, e.device_id)
-                and e.hazard not in _PLAIN_HAZARDS else e for e in entries]
+        return [self._timeline_entry(e) for e in entries]
+
+    def _timeline_entry(self, entry: TimelineEntry) -> TimelineEntry:
+        if not entry.detail or entry.device_id not in self.wearables:
+            return entry
+        if entry.actor:  # someone acted on the alert: the detail is their note
+            return dataclasses.replace(entry, detail=NOTE_HIDDEN_TEXT)
+        if entry.hazard in _PLAIN_HAZARDS:
+            return entry
+        return dataclasses.replace(entry, detail=RESTRICTED_TEXT)
 
     def is_health_series(self, device: Device, metric: str) -> bool:
         return device.type is DeviceType.WEARABLE and metric in self.metrics

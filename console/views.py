@@ -90,16 +90,26 @@ def alert_view(alert: Alert) -> JSONObject:
     }
 
 
-def board_view(alert: Alert, notes: BoardNotes | None) -> JSONObject:
+def _note(note: str, hidden: bool) -> JSONObject:
+    """A note, or null and ``note_hidden`` for a reader who may not see it."""
+    if hidden and note:
+        return {"note": None, "note_hidden": True}
+    return {"note": note}
+
+
+def board_view(alert: Alert, notes: BoardNotes | None, *,
+               note_hidden: bool = False) -> JSONObject:
     """The alert as the board shows it: with its assignee and escalation. Without notes
-    (they could not be read) those keys are left out, and the board keeps what it had."""
+    (they could not be read) those keys are left out, and the board keeps what it had.
+    ``note_hidden``: the reader may not see the assignment's note."""
     view = alert_view(alert)
     if notes is None:
         return view
     assignment = notes.assignment
     view["assignment"] = None if assignment is None else {
         "assignee": assignment.assignee, "assigned_by": assignment.assigned_by,
-        "at": iso_utc(assignment.at), "note": assignment.note, "source": assignment.source,
+        "at": iso_utc(assignment.at), **_note(assignment.note, note_hidden),
+        "source": assignment.source,
     }
     escalation = notes.escalation
     if escalation is None:
@@ -117,7 +127,7 @@ def board_view(alert: Alert, notes: BoardNotes | None) -> JSONObject:
     return view
 
 
-def event_view(event: AlertEvent) -> JSONObject:
+def event_view(event: AlertEvent, *, note_hidden: bool = False) -> JSONObject:
     return {
         "at": iso_utc(event.at),
         "actor": event.actor,
@@ -125,7 +135,7 @@ def event_view(event: AlertEvent) -> JSONObject:
         "action": event.action,
         "from_status": event.from_status,
         "to_status": event.to_status,
-        "note": event.note,
+        **_note(event.note, note_hidden),
     }
 
 

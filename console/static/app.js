@@ -10,6 +10,9 @@
   const LOW_BATTERY = 20;           // percent
   const DUE_RECHECK_MS = 1500;      // after a step's due time: ask again (reminders are not streamed)
   const ENDED = new Set(["resolved", "expired"]);
+  // Shown for a note the server keeps from this role (note_hidden: a wearable's alert).
+  const NOTE_HIDDEN = "(备注仅护理人员可见 / note visible to care staff only)";
+  const noteText = (item) => (item.note_hidden ? NOTE_HIDDEN : item.note || "");
   const { el, bilingual, fetchJSON, showProblem, clearProblem, formatDuration, CAN_ACK, ALARM } =
     window.Shouwang;
 
@@ -160,7 +163,7 @@
     if (alert.assignment) {
       const who = el("div", "assignee");
       who.append(bilingual(["指派: ", "Assigned: "]), alert.assignment.assignee);
-      if (alert.assignment.note) who.title = alert.assignment.note;
+      if (noteText(alert.assignment)) who.title = noteText(alert.assignment);
       status.append(who);
     }
     escalationCell(row, alert);
@@ -674,7 +677,7 @@
         cell(row, "time", formatTime(event.at));
         cell(row, "what", bilingual(ACTIONS[event.action] || [event.action, event.action]));
         cell(row, "actor", event.actor);
-        cell(row, "note", event.note || "");
+        cell(row, "note", noteText(event));
         return row;
       }));
       dialog.showModal();

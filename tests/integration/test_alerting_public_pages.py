@@ -166,6 +166,9 @@ async def test_cap_messages_follow_the_alert_and_validate(pg_dsn: str, db_schema
         assert cancel.findtext("cap:msgType", None, NS) == "Cancel"
         assert len((cancel.findtext("cap:references", "", NS)).split()) == 2
         assert cancel.findtext("cap:info/cap:responseType", None, NS) == "AllClear"
+        # Staff notes stay off the public feed (they may name a resident or a flat).
+        assert cancel.findtext("cap:note", None, NS) == "resolved"
+        assert b"valve closed" not in (await web.get(f"/api/cap/{alert.id}.xml")).content
 
         await run.publish(gas(60.0, drill=True, hazard="smoke"))  # wearables: never public
         await eventually_sent(db, 3)

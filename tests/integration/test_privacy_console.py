@@ -107,11 +107,13 @@ async def test_alerts_show_place_but_no_values_to_the_fire_station(console: Cons
         assert seen["sos"]["message"] == duty["sos"]["message"]  # what to do, no values
         assert seen["sos"]["last_value"] is None
         assert seen["gas"]["last_value"] == 55.0  # not personal
-        detail = (await console.clients[name].get(
-            f"/api/alerts/{console.seeded.heart_alert}")).json()
+        response = await console.clients[name].get(f"/api/alerts/{console.seeded.heart_alert}")
+        detail = response.json()
         assert detail["last_value"] is None
-        assert all(NAME_A not in e["note"] and "160" not in e["note"]
-                   for e in detail["events"]), detail["events"]
+        # Every note on it is hidden: the detection's text (values), what staff wrote.
+        assert [(e["note"], e.get("note_hidden")) for e in detail["events"]] == [
+            (None, True)] * len(detail["events"]), detail["events"]
+        assert NAME_A not in response.text and "160" not in response.text
     detail = (await console.clients["duty"].get(
         f"/api/alerts/{console.seeded.heart_alert}")).json()
     assert f"已电话联系{NAME_A}" in [e["note"] for e in detail["events"]]
@@ -248,3 +250,109 @@ async def test_the_first_admin_of_a_fresh_install_is_audited(pg_dsn: str, db_sch
         assert rows == [("system:first-start", "user_added", "admin")]
     finally:
         await db.close()
+
+
+# What care staff wrote about the resident, and what the duty officer wrote about the gas.
+SOS_NOTE = "老人有心脏病史，已含服硝酸甘油 heart condition, took nitroglycerin"
+SOS_ASSIGN_NOTE = "带上她的药盒 bring her pill box"
+GAS_NOTE = "已关闭燃气总阀 main gas valve closed"
+
+
+async def _detail(client: httpx.AsyncClient, alert_id: int) -> tuple[str, dict[str, Any]]:
+    response = await client.get(f"/api/alerts/{alert_id}")
+    assert response.status_code == 200, response.text
+    return response.text, response.json()
+
+
+async def test_notes_on_a_wearables_alert_are_for_health_roles(console: Console) -> None:
+    sos, gas = console.seeded.sos_alert, console.seeded.gas_alert
+    care, duty = console.clients["care"], console.clients["duty"]
+    for response in (
+            await care.post(f"/api/alerts/{sos}/ack", json={"note": SOS_NOTE}),
+            await care.post(f"/api/alerts/{sos}/assign",
+                            json={"assignee": "care", "note": SOS_ASSIGN_NOTE}),
+            await duty.post(f"/api/alerts/{gas}/ack", json={"note": GAS_NOTE})):
+        assert response.status_code == 200, response.text
+
+    for name in ("station", "viewer"):
+        listed = await console.clients[name].get("/api/alerts?status=acknowledged")
+        text, detail = await _detail(console.clients[name], sos)
+        for body in (listed.text, text):
+            assert "nitroglycerin" not in body and "pill box" not in body, (name, body)
+        # That care staff acted, who and when, still shows; what they wrote does not.
+        acked = [e for e in detail["events"] if e["action"] == "acknowledged"]
+        assert [(e["actor"], e["at"], e["note"], e.get("note_hidden")) for e in acked] == [
+            ("care", "2025-11-26T02:40:00.000Z", None, True)]
+        assert detail["events"][0]["note"] == "紧急呼叫：佩戴者按下了 SOS 键"  # as the alert says
+        assignment = detail["assignment"]
+        assert (assignment["assignee"], assignment["assigned_by"], assignment["note"],
+                assignment["note_hidden"]) == ("care", "care", None, True)
+        # A gas leak is not a resident's health: its note stays for everyone.
+        _, gas_detail = await _detail(console.clients[name], gas)
+        assert GAS_NOTE in [e["note"] for e in gas_detail["events"]]
+        assert all("note_hidden" not in e for e in gas_detail["events"])
+
+    for name in ("care", "duty", "admin"):
+        _, detail = await _detail(console.clients[name], sos)
+        assert SOS_NOTE in [e["note"] for e in detail["events"]], name
+        assert all("note_hidden" not in e for e in detail["events"])
+        assert detail["assignment"]["note"] == SOS_ASSIGN_NOTE
+        listed = await console.clients[name].get("/api/alerts?status=acknowledged")
+        assert SOS_ASSIGN_NOTE in listed.text
+
+    async with httpx.AsyncClient(transport=care._transport,
+                                 base_url="http://console") as anonymous:
+        feed = await anonymous.get("/api/cap")
+        assert feed.status_code == 200 and "nitroglycerin" not in feed.text
+
+
+async def test_live_stream_hides_notes_on_a_wearables_alert(pg_dsn: str,
+                                                            db_schema: str) -> None:
+    settings = privacy_settings(console={"host": "127.0.0.1", "port": 0})
+    db = await connect(pg_dsn, db_schema, autocommit=True)
+    try:
+        seeded = await seed(db, settings)
+        for name, role in (("station", Role.FIRE_STATION), ("care", Role.CARE)):
+            await add_user(db, name, role, ("s1",))
+    finally:
+        await db.close()
+    raw: dict[str, list[str]] = {"station": [], "care": []}
+    last: dict[str, dict[int, dict[str, Any]]] = {"station": {}, "care": {}}
+
+    async def until_assigned(name: str, reader: SseReader, alert_id: int) -> None:
+        async with asyncio.timeout(10):
+            while (shown := last[name].get(alert_id)) is None or not shown.get("assignment"):
+                event = await reader.until("alert", 10.0)
+                raw[name].append(event.data)
+                alert = orjson.loads(event.data)
+                last[name][alert["id"]] = alert
+
+    async with MemoryBus() as bus:
+        service = ConsoleService(settings, bus, pg_dsn, schema=db_schema)
+        async with running(service), \
+                httpx.AsyncClient(trust_env=False, timeout=10, base_url=service.url) as station, \
+                httpx.AsyncClient(trust_env=False, timeout=10, base_url=service.url) as care:
+            await log_in(station, "station")
+            await log_in(care, "care")
+            async with station.stream("GET", "/api/stream") as s_response, \
+                    care.stream("GET", "/api/stream") as c_response:
+                readers = {"station": SseReader(s_response), "care": SseReader(c_response)}
+                for reader in readers.values():
+                    await reader.until(":", 5.0)
+                for url, body in (
+                        (f"/api/alerts/{seeded.sos_alert}/ack", {"note": SOS_NOTE}),
+                        (f"/api/alerts/{seeded.sos_alert}/assign",
+                         {"assignee": "care", "note": SOS_ASSIGN_NOTE}),
+                        (f"/api/alerts/{seeded.gas_alert}/assign",
+                         {"assignee": "station", "note": GAS_NOTE})):
+                    response = await care.post(url, json=body)
+                    assert response.status_code == 200, response.text
+                for name, reader in readers.items():
+                    await until_assigned(name, reader, seeded.sos_alert)
+                    await until_assigned(name, reader, seeded.gas_alert)
+    station_text = "\n".join(raw["station"])
+    assert "nitroglycerin" not in station_text and "pill box" not in station_text
+    shown = last["station"][seeded.sos_alert]["assignment"]
+    assert (shown["assignee"], shown["note"], shown["note_hidden"]) == ("care", None, True)
+    assert last["station"][seeded.gas_alert]["assignment"]["note"] == GAS_NOTE
+    assert last["care"][seeded.sos_alert]["assignment"]["note"] == SOS_ASSIGN_NOTE
