@@ -192,19 +192,20 @@ window.Shouwang = (function () {
 
   // ---- the live alert stream ---------------------------------------------------------------
   // handlers: {open(), alert(alert), resync()}; linkLabels: [[zh, en] when up, [zh, en] when down].
+  //
+  // One tab per session holds /api/stream and forwards it to the session's other tabs: each
+  // EventSource keeps an HTTP/1.1 connection, and Chromium gives a host only 6 per profile,
+  // so a seventh board tab would leave no connection for acknowledging. The leader is the
+  // tab holding a Web Lock; when it closes, the lock passes to a waiting tab, which opens the
+  // stream and makes every tab reload its list (nothing falls into the handover). Web Locks
+  // need https or localhost: elsewhere a shared worker holds the stream, and a browser with
+  // neither keeps a stream per tab.
 
-  function liveAlerts(handlers, linkLabels) {
-    const setLink = (up) => {
-      const link = document.getElementById("link");
-      link.className = "link " + (up ? "link-up" : "link-down");
-      link.replaceChildren(bilingual(up ? linkLabels[0] : linkLabels[1]));
-    };
+  // One stream in this tab: emit({kind: "open" | "down" | "resync"} or {kind: "alert", alert}).
+  function openStream(emit) {
     const connect = () => {
       const source = new EventSource("/api/stream");
-      source.addEventListener("open", () => {
-        setLink(true);
-        handlers.open();   // after subscribing, so nothing falls between the list and the stream
-      });
+      source.addEventListener("open", () => emit({ kind: "open" }));
       source.addEventListener("alert", (event) => {
         let alert;
         try {
@@ -212,15 +213,107 @@ window.Shouwang = (function () {
         } catch (err) {
           return;
         }
-        handlers.alert(alert);
+        emit({ kind: "alert", alert: alert });
       });
-      source.addEventListener("resync", () => handlers.resync());
+      source.addEventListener("resync", () => emit({ kind: "resync" }));
       source.addEventListener("error", () => {
-        setLink(false);
+        emit({ kind: "down" });
         if (source.readyState === EventSource.CLOSED) setTimeout(connect, RECONNECT_MS);
       });
     };
     connect();
+  }
+
+  // Tabs share a stream only within one login: a new session (another user, or the same
+  // one again) gets its own lock and channel, so a leftover leader never feeds it.
+  function sharedStreamName() {
+    return "shouwang.live:" + session.name + ":" + session.csrf_token.slice(0, 16);
+  }
+
+  // The tab holding the session's Web Lock opens the stream and forwards it on a channel.
+  function sharedByLock(deliver) {
+    const name = sharedStreamName();
+    const channel = new BroadcastChannel(name);
+    const tab = Math.random().toString(36).slice(2);
+    let leading = false;
+    let up = false;                 // the leader's stream, as the leader knows it
+    let heard = false;              // a follower's first answer from the leader
+    channel.addEventListener("message", (event) => {
+      const message = event.data || {};
+      if (leading) {
+        // A tab that just opened asks whether the stream is up, to load its list now.
+        if (message.kind === "hello") channel.postMessage({ kind: "state", up: up, to: message.from });
+      } else if (message.kind === "state") {
+        if (message.to !== tab || heard) return;
+        heard = true;
+        // Subscribed before asking, so loading now misses nothing the leader forwards.
+        if (message.up) deliver({ kind: "open" });   // else the leader's "open" follows
+      } else if (message.kind !== "hello") {
+        if (message.kind === "open") heard = true;   // loads the list: the answer is moot
+        deliver(message);
+      }
+    });
+    document.body.dataset.live = "follower";
+    channel.postMessage({ kind: "hello", from: tab });
+    navigator.locks.request(name, () => {
+      leading = true;
+      document.body.dataset.live = "leader";
+      // Followers' lists may be missing what changed while no tab held the stream: the
+      // "open" this stream sends makes every tab reload.
+      const emit = (message) => {
+        if (message.kind === "open") up = true;
+        if (message.kind === "down") up = false;
+        channel.postMessage(message);
+        deliver(message);
+      };
+      channel.postMessage({ kind: "down" });   // the old leader's stream is gone
+      openStream(emit);
+      return new Promise(() => {});   // held until the tab closes
+    }).catch(() => {
+      if (leading) return;
+      channel.close();   // no lock after all: this tab keeps a stream of its own
+      ownStream(deliver);
+    });
+  }
+
+  // Without Web Locks: a shared worker per session holds the stream (live-worker.js).
+  function sharedByWorker(deliver) {
+    const worker = new SharedWorker("/static/live-worker.js", { name: sharedStreamName() });
+    worker.addEventListener("error", () => ownStream(deliver));   // the worker did not start
+    worker.port.addEventListener("message", (event) => deliver(event.data || {}));
+    worker.port.start();
+    window.addEventListener("pagehide", (event) => {
+      if (!event.persisted) worker.port.postMessage({ kind: "bye" });   // a cached page may come back
+    });
+    document.body.dataset.live = "worker";
+  }
+
+  function ownStream(deliver) {
+    document.body.dataset.live = "own";
+    openStream(deliver);
+  }
+
+  function liveAlerts(handlers, linkLabels) {
+    const setLink = (up) => {
+      const link = document.getElementById("link");
+      link.className = "link " + (up ? "link-up" : "link-down");
+      link.replaceChildren(bilingual(up ? linkLabels[0] : linkLabels[1]));
+    };
+    const deliver = (message) => {
+      if (message.kind === "open") {
+        setLink(true);
+        handlers.open();   // after subscribing, so nothing falls between the list and the stream
+      } else if (message.kind === "alert") {
+        handlers.alert(message.alert);
+      } else if (message.kind === "resync") {
+        handlers.resync();
+      } else if (message.kind === "down") {
+        setLink(false);
+      }
+    };
+    if (session !== null && navigator.locks && window.BroadcastChannel) sharedByLock(deliver);
+    else if (session !== null && window.SharedWorker) sharedByWorker(deliver);
+    else ownStream(deliver);
   }
 
   // An alert's hazard as messages name it: the server sends hazard_name with each alert.
