@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from console.assign import NotAssignable, assign, assignees
-from console.auth import Action, require, require_session, roles_allowed
+from console.auth import Action, require, require_session, roles_allowed, session_token
 from console.board import board_notes
 from console.body import json_body
 from console.client import client_address
@@ -33,6 +33,7 @@ from console.device_detail import (
     threshold_lines,
 )
 from console.live import ALERT_UPDATES, TooManyViewers
+from console.live_session import SessionWatch
 from console.metrics import ALERT_ACTIONS, PUBLISH_FAILURES
 from console.models import BoardNotes, DeviceState
 from console.params import (
@@ -47,7 +48,7 @@ from console.params import (
 )
 from console.privacy import health_policy
 from console.queries import list_devices, list_notifications, list_sites
-from console.users import User
+from console.users import User, token_hash
 from console.views import (
     JSONResponse,
     alert_view,
@@ -361,24 +362,36 @@ async def sites(request: Request) -> Response:
 
 async def stream(request: Request) -> Response:
     """Server-sent events: ``alert`` (the alert JSON) on every change, ``resync`` when the
-    browser fell behind and must reload the list."""
+    browser fell behind and must reload the list, and ``ended`` just before the server
+    closes the stream because the session is gone (logged out, password changed, expired;
+    re-checked at every keep-alive ping): the browser must not reconnect but log in."""
     context = context_of(request)
-    user = (await require_session(request)).user
+    session = await require_session(request)
+    token = session_token(request)
+    assert token is not None  # there is a session
     if context.feed.viewers >= context.feed.max_viewers:
         raise HTTPException(503, "too many live viewers")
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         try:
-            with context.feed.subscribe() as viewer:
-                yield ServerSentEvent(comment="live", retry=_RETRY_MS)
-                while (alert := await viewer.get()) is not None:
-                    lost = viewer.take_lost()
-                    if lost:
-                        yield ServerSentEvent(event="resync", data=str(lost))
-                    if not user.sees(alert.site):
-                        continue
-                    view = _board_view(request, user, alert, context.feed.notes(alert))
-                    yield ServerSentEvent(event="alert", data=orjson.dumps(view).decode())
+            with context.feed.subscribe(token_hash(token)) as viewer:
+                watch = SessionWatch(context, token, session, viewer)
+                watching = asyncio.create_task(watch.run(), name="console.stream-session")
+                try:
+                    yield ServerSentEvent(comment="live", retry=_RETRY_MS)
+                    while (alert := await viewer.get()) is not None:
+                        lost = viewer.take_lost()
+                        if lost:
+                            yield ServerSentEvent(event="resync", data=str(lost))
+                        user = watch.user
+                        if not user.sees(alert.site):
+                            continue
+                        view = _board_view(request, user, alert, context.feed.notes(alert))
+                        yield ServerSentEvent(event="alert", data=orjson.dumps(view).decode())
+                    if viewer.session_ended:
+                        yield ServerSentEvent(event="ended", data="session")
+                finally:
+                    watching.cancel()
         except TooManyViewers:
             return
 

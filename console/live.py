@@ -6,6 +6,9 @@ viewer is told to reload (``lost``), so one stalled browser cannot hold back the
 
 What the board shows beside an alert (assignee, escalation step and due time) is read
 from the database once per bus batch by ``annotate``, not once per viewer.
+
+Each viewer also remembers whose session it serves (the hash of the session cookie), so a
+logout ends that session's open streams in this process at once (``end_session``).
 """
 
 from __future__ import annotations
@@ -45,13 +48,24 @@ class TooManyViewers(RuntimeError):
 class Viewer:
     """One live viewer's bounded queue of alert updates."""
 
-    def __init__(self, maxsize: int) -> None:
-        # None is the end-of-stream marker (the console is shutting down).
+    def __init__(self, maxsize: int, session_key: bytes | None = None) -> None:
+        # None is the end-of-stream marker (the console is shutting down, or the session ended).
         self._queue: asyncio.Queue[Alert | None] = asyncio.Queue(maxsize=maxsize)
         self._lost = 0
+        self.session_key = session_key
+        self.session_ended = False
+
+    def end_session(self) -> None:
+        """End the stream now: its session is gone, so nothing still queued may go out."""
+        self.session_ended = True
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(None)
 
     def offer(self, item: Alert | None) -> None:
         """Enqueue without waiting; a full queue loses its oldest update."""
+        if self.session_ended:
+            return  # its end marker is queued and must stay there
         if self._queue.full():
             dropped = self._queue.get_nowait()
             if dropped is not None:
@@ -108,10 +122,12 @@ class AlertFeed:
         return len(self._viewers)
 
     @contextmanager
-    def subscribe(self) -> Iterator[Viewer]:
+    def subscribe(self, session_key: bytes | None = None) -> Iterator[Viewer]:
+        """A new viewer; ``session_key`` (the session's token hash) lets ``end_session``
+        find it."""
         if len(self._viewers) >= self.max_viewers:
             raise TooManyViewers(f"{self.max_viewers} live viewers already connected")
-        viewer = Viewer(self._viewer_queue)
+        viewer = Viewer(self._viewer_queue, session_key)
         if self._closed:
             viewer.offer(None)
         self._viewers.add(viewer)
@@ -127,6 +143,13 @@ class AlertFeed:
         self._closed = True
         for viewer in list(self._viewers):
             viewer.offer(None)
+
+    def end_session(self, session_key: bytes) -> int:
+        """End the open streams of one session (it logged out); returns how many."""
+        ended = [v for v in self._viewers if v.session_key == session_key]
+        for viewer in ended:
+            viewer.end_session()
+        return len(ended)
 
     def deliver(self, alert: Alert, notes: BoardNotes | None = None) -> None:
         """Hand ``alert`` (and what the board shows beside it) to every viewer now."""

@@ -15,7 +15,7 @@ from console.body import json_body
 from console.client import client_address
 from console.context import context_of
 from console.params import LoginBody
-from console.users import Session, create_session, delete_session, verify_login
+from console.users import Session, create_session, delete_session, token_hash, verify_login
 from console.views import JSONResponse
 
 __all__ = ["LOGIN_ROUTES", "session_view"]
@@ -58,12 +58,16 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    await require_session(request)
+    session = await require_session(request)
     context = context_of(request)
     token = session_token(request)
     if token is not None:
         async with context.pool.connection(timeout=_DB_TIMEOUT_S) as conn:
             await delete_session(conn, token)
+        # This console's streams of the session end now; other consoles' at their next ping.
+        ended = context.feed.end_session(token_hash(token))
+        if ended:
+            log.info("%s logged out; ended %d live stream(s)", session.user.name, ended)
     response = JSONResponse({"logged_out": True})
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
     return response

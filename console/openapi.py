@@ -359,7 +359,10 @@ OPENAPI: dict[str, Any] = {  # Any: JSON
         "/api/stream": {"get": {
             "summary": "Server-sent events: 'alert' (an Alert as JSON) on every change of "
                        "an alert on the user's sites; 'resync' when the client fell behind "
-                       "and must reload /api/alerts",
+                       "and must reload /api/alerts; 'ended' just before the server closes "
+                       "the stream because the session is gone (logout, new password, "
+                       "expiry; re-checked at every keep-alive ping): log in again, do not "
+                       "reconnect",
             "responses": {"200": {"description": "an event stream",
                                   "content": {"text/event-stream": {}}},
                           "401": _ERRORS["401"],

@@ -30,6 +30,7 @@ __all__ = [
     "delete_session",
     "find_session",
     "hash_password",
+    "token_hash",
     "verify_login",
 ]
 
@@ -79,7 +80,8 @@ def hash_password(password: str) -> str:
     return _HASHER.hash(password)
 
 
-def _token_hash(token: str) -> bytes:
+def token_hash(token: str) -> bytes:
+    """What is stored of a session cookie (and how live streams name their session)."""
     return hashlib.sha256(token.encode()).digest()
 
 
@@ -133,7 +135,7 @@ async def create_session(conn: AsyncConnection[Any], user: User, *, now: float,
     await conn.execute(
         "INSERT INTO console_sessions (token_hash, user_id, csrf_token, created_at, expires_at) "
         "VALUES (%s, %s, %s, to_timestamp(%s), to_timestamp(%s))",
-        (_token_hash(token), user.id, csrf_token, now, expires_at))
+        (token_hash(token), user.id, csrf_token, now, expires_at))
     # Expired sessions of anyone are of no use: sweep them while here.
     await conn.execute("DELETE FROM console_sessions WHERE expires_at < to_timestamp(%s)", (now,))
     return token, Session(user=user, csrf_token=csrf_token, expires_at=expires_at)
@@ -144,7 +146,7 @@ async def find_session(conn: AsyncConnection[Any], token: str, *, now: float) ->
         "SELECT u.id, u.name, u.role, u.sites, s.csrf_token, extract(epoch FROM s.expires_at) "
         "FROM console_sessions s JOIN console_users u ON u.id = s.user_id "
         "WHERE s.token_hash = %s AND s.expires_at > to_timestamp(%s)",
-        (_token_hash(token), now))
+        (token_hash(token), now))
     row = await cur.fetchone()
     if row is None:
         return None
@@ -152,4 +154,4 @@ async def find_session(conn: AsyncConnection[Any], token: str, *, now: float) ->
 
 
 async def delete_session(conn: AsyncConnection[Any], token: str) -> None:
-    await conn.execute("DELETE FROM console_sessions WHERE token_hash = %s", (_token_hash(token),))
+    await conn.execute("DELETE FROM console_sessions WHERE token_hash = %s", (token_hash(token),))

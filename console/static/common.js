@@ -201,10 +201,16 @@ window.Shouwang = (function () {
   // need https or localhost: elsewhere a shared worker holds the stream, and a browser with
   // neither keeps a stream per tab.
 
-  // One stream in this tab: emit({kind: "open" | "down" | "resync"} or {kind: "alert", alert}).
+  // One stream in this tab: emit({kind: "open" | "down" | "resync" | "ended"} or
+  // {kind: "alert", alert}). "ended": the session is gone (logged out, new password, expired):
+  // the server said so, or refused a reconnect with 401; every tab must log in again.
   function openStream(emit) {
     const connect = () => {
       const source = new EventSource("/api/stream");
+      source.addEventListener("ended", () => {
+        source.close();   // a reconnect with the dead cookie would only be refused
+        emit({ kind: "ended" });
+      });
       source.addEventListener("open", () => emit({ kind: "open" }));
       source.addEventListener("alert", (event) => {
         let alert;
@@ -218,7 +224,12 @@ window.Shouwang = (function () {
       source.addEventListener("resync", () => emit({ kind: "resync" }));
       source.addEventListener("error", () => {
         emit({ kind: "down" });
-        if (source.readyState === EventSource.CLOSED) setTimeout(connect, RECONNECT_MS);
+        if (source.readyState !== EventSource.CLOSED) return;   // the browser reconnects
+        // Refused outright: a 401 means the session is gone; anything else is retried.
+        fetch("/api/session", { credentials: "same-origin" }).then(
+          (response) => response.status === 401 ? emit({ kind: "ended" })
+            : setTimeout(connect, RECONNECT_MS),
+          () => setTimeout(connect, RECONNECT_MS));
       });
     };
     connect();
@@ -309,6 +320,8 @@ window.Shouwang = (function () {
         handlers.resync();
       } else if (message.kind === "down") {
         setLink(false);
+      } else if (message.kind === "ended") {
+        toLogin();
       }
     };
     if (session !== null && navigator.locks && window.BroadcastChannel) sharedByLock(deliver);

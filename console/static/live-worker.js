@@ -14,6 +14,11 @@ function send(message) {
 
 function connect() {
   const source = new EventSource("/api/stream");
+  // The session is gone: every tab goes to the login page; nothing to reconnect for.
+  source.addEventListener("ended", () => {
+    source.close();
+    send({ kind: "ended" });
+  });
   source.addEventListener("open", () => {
     up = true;
     send({ kind: "open" });
@@ -31,7 +36,12 @@ function connect() {
   source.addEventListener("error", () => {
     up = false;
     send({ kind: "down" });
-    if (source.readyState === EventSource.CLOSED) setTimeout(connect, RECONNECT_MS);
+    if (source.readyState !== EventSource.CLOSED) return;   // the browser reconnects
+    // Refused outright: a 401 means the session is gone; anything else is retried.
+    fetch("/api/session", { credentials: "same-origin" }).then(
+      (response) => response.status === 401 ? send({ kind: "ended" })
+        : setTimeout(connect, RECONNECT_MS),
+      () => setTimeout(connect, RECONNECT_MS));
   });
 }
 

@@ -142,24 +142,25 @@ async def test_eight_tabs_share_one_stream_and_hand_it_over(
         await expect(alone.locator("tr.alert", has_text=SECOND_SMOKE)).to_be_visible()
         await alone.close()
 
-        # Another login in this profile elects its own leader, even while a tab of the old
-        # session (a station page: it polls nothing, so it stays) still holds the old lock.
+        # Logging out in one tab ends the session's stream at once, so every tab of that
+        # session (a station page too: it polls nothing) goes to the login page instead of
+        # showing alerts on. Another login in this profile then elects its own leader.
         stale = await browser.new_page()
         await stale.goto(base + "/station", timeout=WAIT_MS)
         await expect(stale.locator("#link.link-up")).to_be_visible(timeout=WAIT_MS)
         assert await stale.evaluate("document.body.dataset.live") == "follower"
         switched = tabs[new_leader - 1]  # a follower
         await switched.click("#logout")
-        await expect(switched).to_have_url(base + "/login", timeout=WAIT_MS)
+        for tab in tabs:
+            await expect(tab).to_have_url(base + "/login", timeout=WAIT_MS)
+        await expect(stale).to_have_url(base + "/login?next=station", timeout=WAIT_MS)
         await log_in(switched, base, "阳光微站", "/station")
         await expect(switched.locator("#link.link-up")).to_be_visible(timeout=WAIT_MS)
         await expect(switched.locator("article.station-card", has_text="烟雾报警")).to_have_count(
             2, timeout=WAIT_MS)
         assert await switched.evaluate("document.body.dataset.live") == "leader"
         locks = await switched.evaluate("navigator.locks.query()")
-        assert sorted(lock["name"].split(":")[1] for lock in locks["held"]) == [
-            "王值班", "阳光微站"]
-        assert stale.url == base + "/station"
+        assert [lock["name"].split(":")[1] for lock in locks["held"]] == ["阳光微站"]
     assert problems == []
 
 
@@ -190,4 +191,15 @@ async def test_on_plain_http_eight_tabs_share_a_worker_stream(
         assert await _roles(tabs) == ["worker"] * TABS
         assert _live_viewers() == viewers + 1
         await _alert_reaches_all_and_the_last_acknowledges(stack, tabs)
+        # A logout in one tab ends the worker's stream: every tab goes to the login page,
+        # a station page too (it polls nothing: only the stream's end can move it).
+        station = await plain_http_browser.new_page()
+        station.on("pageerror", lambda e: problems.append(str(e)))
+        await station.goto(base + "/station", timeout=WAIT_MS)
+        await expect(station.locator("#link.link-up")).to_be_visible(timeout=WAIT_MS)
+        assert await station.evaluate("document.body.dataset.live") == "worker"
+        await tabs[0].click("#logout")
+        await expect(station).to_have_url(base + "/login?next=station", timeout=WAIT_MS)
+        for tab in tabs:
+            await expect(tab).to_have_url(base + "/login", timeout=WAIT_MS)
     assert problems == []
