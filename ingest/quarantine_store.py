@@ -32,12 +32,14 @@ VALUES (%s, %s, to_timestamp(%s), 'flooding', %s, 0, NULL, '')
 ON CONFLICT (device_id) DO UPDATE SET site = excluded.site,
     quarantined_at = excluded.quarantined_at, detail = excluded.detail, dropped = 0,
     released_at = NULL, released_by = ''
+WHERE device_quarantine.released_at IS NOT NULL
 """
 _RELEASE = """
-UPDATE device_quarantine SET released_at = to_timestamp(%s), released_by = %s, dropped = %s
+UPDATE device_quarantine SET released_at = to_timestamp(%s), released_by = %s,
+    dropped = dropped + %s
 WHERE device_id = %s AND released_at IS NULL
 """
-_DROPPED = ("UPDATE device_quarantine SET dropped = %s "
+_DROPPED = ("UPDATE device_quarantine SET dropped = dropped + %s "
             "WHERE device_id = %s AND released_at IS NULL")
 _ACTIVE = ("SELECT device_id, extract(epoch FROM quarantined_at) FROM device_quarantine "
            "WHERE released_at IS NULL")
@@ -54,6 +56,7 @@ class QuarantineStore:
         self._dsn = dsn
         self._schema = schema
         self._conn: psycopg.AsyncConnection[Any] | None = None  # Any: tuple rows
+        self._added: dict[str, int] = {}  # device -> its drops already added to the row
 
     async def __aenter__(self) -> Self:
         return self
@@ -69,18 +72,33 @@ class QuarantineStore:
 
     async def record(self, changes: Sequence[QuarantineChange],
                      dropped: Mapping[str, int]) -> None:
+        """Write quarantines, releases and this instance's ``dropped`` counts.
+
+        Ingest instances on a shared subscription share a row: each adds what it dropped
+        since its last write instead of setting its own total, which would overwrite the
+        others' (an instance that learnt the quarantine from the table has dropped 0). For
+        the same reason a quarantine leaves a row another instance has already made active.
+        """
+        added = dict(self._added)
+
         async def write(conn: psycopg.AsyncConnection[Any]) -> list[tuple[Any, ...]]:
             async with conn.transaction():
                 for c in changes:
                     if c.quarantined:
                         await conn.execute(_QUARANTINE, (c.device_id, c.site, c.at, c.detail))
+                        added[c.device_id] = 0
                     else:
-                        await conn.execute(_RELEASE, (c.at, c.by, c.dropped, c.device_id))
+                        more = max(c.dropped - added.pop(c.device_id, 0), 0)
+                        await conn.execute(_RELEASE, (c.at, c.by, more, c.device_id))
                 for device_id, count in dropped.items():
-                    await conn.execute(_DROPPED, (count, device_id))
+                    more = count - added.get(device_id, 0)
+                    if more > 0:
+                        await conn.execute(_DROPPED, (more, device_id))
+                    added[device_id] = count
             return []
 
         await self._run(write)
+        self._added = added  # only once committed: a failed write is added again next time
 
     @staticmethod
     async def _select(conn: psycopg.AsyncConnection[Any]) -> list[tuple[Any, ...]]:
