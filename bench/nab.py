@@ -37,7 +37,7 @@ DATA_DIR = _REPO.parent / "shared" / "data" / "nab"
 SCORER = _REPO.parent / "shared" / "tools" / "nab_score.py"
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 # Random halvings of the files for the cross-validated score.
-CV_REPEATS = 40
+CV_REPEATS = 200
 CATEGORIES = ("artificialNoAnomaly", "artificialWithAnomaly", "realAWSCloudwatch",
               "realKnownCause")
 
