@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import tempfile
 import time
 import uuid
 from typing import Any
@@ -101,7 +102,9 @@ async def measure(browsers: int, samples: int, spacing_s: float) -> list[float]:
         sites=[{"id": "bench", "name": "基准小区"}],
         devices=[{"id": f"leak-{n}", "type": "gas", "site": "bench", "building": "1号楼",
                   "room": f"R{n}", "report_interval_s": 600} for n in range(total)],
-        database={"dsn": dsn, "schema_name": run},
+        # data_dir: the first admin's password file goes here, not into .shouwang/.
+        database={"dsn": dsn, "schema_name": run,
+                  "data_dir": tempfile.mkdtemp(prefix="shouwang-bench-") + "/pg"},
         mqtt={"host": mqtt_addr[0], "port": mqtt_addr[1], "client_id": f"{run}-ingest",
               "topic_root": root},
         console={"host": "127.0.0.1", "port": 0},

@@ -77,7 +77,9 @@ class Pipeline:
         config = registry_config({"bench": "bench"},
                                  fleet_devices("bench", devices, rate=rate, seed=1))
         config.update({
-            "database": {"dsn": self.dsn, "schema_name": self.schema},
+            # data_dir: the first admin's password file goes here, not into .shouwang/.
+            "database": {"dsn": self.dsn, "schema_name": self.schema,
+                         "data_dir": str(self._work / "pg")},
             "mqtt": {"host": host, "port": port, "client_id": f"{self.schema}-ingest",
                      "topic_root": topic_root},
             "bus": {"kind": "memory"},

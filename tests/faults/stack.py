@@ -167,6 +167,9 @@ async def pipeline(directory: Path, *, dsn: str, schema: str, mqtt_port: int, ka
                      run_id=run_id, console_port=console_port)
     if alerting is not None:
         shaped["alerting"] = alerting(sink.port)
+    # The console writes the first admin's password beside data_dir: here, not in the
+    # repository's .shouwang/ where a real quick start keeps its own.
+    shaped["database"]["data_dir"] = str(directory / "pg")
     config = directory / "shouwang.yaml"
     config.write_text(yaml.safe_dump(shaped, allow_unicode=True))
     settings = load(None, **shaped)
