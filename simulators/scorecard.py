@@ -18,6 +18,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from alerting.templates import hazard_wording
 from shouwang.models import Severity
 from simulators.models import GroundTruth
 
@@ -98,17 +99,23 @@ class Scorecard:
         for r in self.rows:
             notified = ", ".join(f"{channel} {seconds(at)}"
                                  for channel, at in sorted(r.notified_s.items())) or "—"
-            lines.append(f"| {r.device_id} | {r.hazard} | {r.expected_severity} | "
+            lines.append(f"| {r.device_id} | {_named(r.hazard)} | {r.expected_severity} | "
                          f"{r.severity or 'missed'} | {seconds(r.detected_s)} | {notified} | "
                          f"{seconds(r.acknowledged_s)} | {seconds(r.resolved_s)} |")
         lines += ["", "## Missed", ""]
-        lines += [f"- {r.device_id}: {r.hazard} ({r.expected_severity})"
+        lines += [f"- {r.device_id}: {_named(r.hazard)} ({r.expected_severity})"
                   for r in self.missed] or ["- none"]
         lines += ["", "## Unexpected alerts", ""]
-        lines += [f"- #{u.alert_id} {u.device_id}: {u.hazard} ({u.severity}), opened "
+        lines += [f"- #{u.alert_id} {u.device_id}: {_named(u.hazard)} ({u.severity}), opened "
                   f"{u.opened_s:.1f} s after the drill started" for u in self.unexpected] \
             or ["- none"]
         return "\n".join(lines) + "\n"
+
+
+def _named(hazard: str) -> str:
+    """As every message names the hazard, then its key: 燃气泄漏 Gas leak (`gas`)."""
+    return (f"{hazard_wording(hazard, 'zh').name} {hazard_wording(hazard, 'en').name} "
+            f"(`{hazard}`)")
 
 
 async def start_drill_row(conn: AsyncConnection[Any], *, scenario: str, site: str,

@@ -102,7 +102,7 @@ async def test_start_a_drill_watch_its_timeline_and_open_its_report(
         await markdown.wait_for_load_state()
         text = await markdown.locator("body").inner_text()
         assert "# 演练成绩单 Drill scorecard #1: sos" in text
-        assert f"| {DEVICE} | sos | red | red |" in text
+        assert f"| {DEVICE} | 紧急呼救 SOS call (`sos`) | red | red |" in text
 
         await page.click("#lang-switch")
         await expect(page.locator("#detail-state")).to_contain_text("Finished")

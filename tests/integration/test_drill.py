@@ -95,4 +95,5 @@ async def test_fast_gas_leak_drill_is_detected_notified_acknowledged_and_scored(
     assert stored == card
     assert readings is not None and readings[0] > 0 and readings[1] is True  # drill end to end
     text = card.markdown()
-    assert "| fast-gas-leak | gas | red | red |" in text and "## Missed\n\n- none" in text
+    assert "| fast-gas-leak | 燃气泄漏 Gas leak (`gas`) | red | red |" in text
+    assert "## Missed\n\n- none" in text

@@ -212,7 +212,7 @@ async def test_drill_started_from_the_console_is_detected_answered_scored_and_pu
         report = await officer.get(f"/api/drills/{drill_id}/report.md")
         assert report.status_code == 200
         assert report.headers["content-type"] == "text/plain; charset=utf-8"
-        assert f"| {DEVICE} | gas | red | red |" in report.text
+        assert f"| {DEVICE} | 燃气泄漏 Gas leak (`gas`) | red | red |" in report.text
 
         listed = (await desk.clients["只读"].get("/api/drills")).json()
         assert [d["id"] for d in listed] == [drill_id] and listed[0]["detected"] == 1

@@ -29,8 +29,10 @@ def test_scorecard_survives_its_json_and_names_what_was_missed() -> None:
 def test_markdown_lists_every_time_from_onset() -> None:
     text = _card().markdown()
     assert "# 演练成绩单 Drill scorecard #4: kitchen_fire" in text
-    assert ("| smoke-1 | smoke | red | red | 1.2 s | broadcast 3.0 s, sms 2.5 s | 40.0 s | — |"
-            in text)
-    assert "| smoke-1 | heat | red | missed | — | — | — | — |" in text
-    assert "## Missed\n\n- smoke-1: heat (red)" in text
-    assert "- #11 gas-2: gas (orange), opened 12.0 s after the drill started" in text
+    assert ("| smoke-1 | 烟雾报警 Smoke alarm (`smoke`) | red | red | 1.2 s | "
+            "broadcast 3.0 s, sms 2.5 s | 40.0 s | — |" in text)
+    heat = "温度异常疑似火情 Heat alarm, possible fire (`heat`)"
+    assert f"| smoke-1 | {heat} | red | missed | — | — | — | — |" in text
+    assert f"## Missed\n\n- smoke-1: {heat} (red)" in text
+    assert ("- #11 gas-2: 燃气泄漏 Gas leak (`gas`) (orange), opened 12.0 s after the drill "
+            "started" in text)
