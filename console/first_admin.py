@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 from config.settings import Settings
 from console.users import ALL_SITES, DuplicateUser, Role, count_users, create_user
 from shouwang.audit import AuditCategory, record
+from shouwang.private_file import write_private
 
 __all__ = [
     "FIRST_ADMIN",
@@ -48,25 +47,6 @@ _RETRY_S = 5.0
 def first_password_file(settings: Settings) -> Path:
     """Where the first admin's password is written: next to the embedded database."""
     return Path(settings.database.data_dir).absolute().parent / FIRST_PASSWORD_FILE
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``, readable by this process's user only, never partly written.
-
-    mkstemp creates with O_EXCL and mode 0600 whatever the umask; the rename is atomic, so
-    no reader ever sees the file wider open or half full.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def discard_first_password(settings: Settings, why: str) -> None:
@@ -93,7 +73,7 @@ async def _create_first_admin(conn: AsyncConnection[Any], password_file: Path) -
                          actor="system:first-start", now=time.time(), subject=FIRST_ADMIN,
                          detail={"role": Role.ADMIN.value, "sites": [ALL_SITES]})
             # Before the commit: an admin whose password nobody can read is never created.
-            _write_private(password_file, password)
+            write_private(password_file, password + "\n")
             written = True
     except DuplicateUser:
         return  # another console process got there first

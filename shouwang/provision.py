@@ -19,15 +19,14 @@ import base64
 import hashlib
 import hmac
 import logging
-import os
 import re
 import secrets
-import tempfile
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 from config.settings import Settings
+from shouwang.private_file import write_private
 
 __all__ = [
     "DEFAULT_ITERATIONS",
@@ -135,21 +134,6 @@ def acl_entry(account: Account, *, topic_root: str = "shouwang/v1") -> tuple[str
             f"user {account.username}", *rules)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _acl_blocks(text: str) -> tuple[list[str], dict[str, list[str]]]:
     """Split an acl_file into its header (before any ``user``) and one block per user."""
     header: list[str] = []
@@ -200,7 +184,7 @@ class CredentialFiles:
         lines = (self._password_file.read_text(encoding="utf-8").splitlines()
                  if self._password_file.exists() else [])
         kept = [line for line in lines if line.partition(":")[0] != username]
-        _atomic_write(self._password_file, "\n".join([*kept, f"{username}:{encoded}"]) + "\n")
+        write_private(self._password_file, "\n".join([*kept, f"{username}:{encoded}"]) + "\n")
 
     def _write_acl(self, username: str, entry: tuple[str, ...]) -> None:
         text = (self._acl_file.read_text(encoding="utf-8") if self._acl_file.exists()
@@ -211,7 +195,7 @@ class CredentialFiles:
         out = [*header, ""]
         for block in blocks.values():
             out.extend([*block, ""])
-        _atomic_write(self._acl_file, "\n".join(out))
+        write_private(self._acl_file, "\n".join(out))
 
 
 def provision_account(settings: Settings, username: str, *, site: str | None,
