@@ -27,7 +27,7 @@ ASSIGNED = "assigned"  # the audit row's action
 
 _USERS = """
 SELECT name, role FROM console_users
-WHERE role = ANY(%s) AND sites && %s::text[] ORDER BY name
+WHERE role = ANY(%s) AND sites && %s::text[] AND disabled_at IS NULL ORDER BY name
 """
 
 
@@ -44,7 +44,7 @@ class Assignee:
 
 async def assignees(conn: AsyncConnection[Any], site: str,  # Any: tuple rows
                     roles: Sequence[Role], groups: Sequence[RecipientGroup]) -> list[Assignee]:
-    """Who an alert of ``site`` can be assigned to: users of ``roles`` who see the site,
+    """Who an alert of ``site`` can be assigned to: enabled users of ``roles`` who see the site,
     then the people of the alerting groups (a name already listed is not repeated)."""
     cur = await conn.execute(_USERS, ([r.value for r in roles], [ALL_SITES, site]))
     found = [Assignee(name=r[0], kind="user", detail=r[1]) for r in await cur.fetchall()]

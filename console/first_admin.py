@@ -4,8 +4,8 @@ Logs are shipped and kept (journald, collectors), so the generated password neve
 it is written to ``first-admin.password`` in the stack's data directory (the parent of
 ``database.data_dir``, where ``shouwang run`` keeps everything), mode 0600 from the start, and
 only that path is logged. The file goes away once it stops being the way in: when ``admin``
-gets a new password or another admin is added (``console.user_admin``). A console that finds
-users already never writes it.
+gets a new password, is disabled, or another admin is added (``console.user_admin``). A
+console that finds users already never writes it.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 ``/api/stream`` checks the session when it opens, but a stream can stay open for a whole
 shift. ``SessionWatch`` looks the session up again at every keep-alive interval (one
 indexed read by the cookie's hash) and ends the stream once the session is gone: logged
-out in another console process, deleted by ``shouwang passwd``, or expired. A logout in
+out in another console process, deleted by ``shouwang passwd`` or ``users disable``, or
+expired. A logout in
 this process ends the stream at once instead (``AlertFeed.end_session``).
 """
 

@@ -24,12 +24,14 @@ __all__ = [
     "Role",
     "Session",
     "User",
+    "UserListing",
     "count_users",
     "create_session",
     "create_user",
     "delete_session",
     "find_session",
     "hash_password",
+    "list_users",
     "token_hash",
     "verify_login",
 ]
@@ -67,6 +69,18 @@ class User:
     def site_filter(self) -> list[str] | None:
         """The sites to restrict queries to; None means every site."""
         return None if ALL_SITES in self.sites else list(self.sites)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UserListing:
+    """One line of ``shouwang users list``: never the password hash."""
+
+    name: str
+    role: Role
+    sites: tuple[str, ...]
+    created_at: float
+    last_login_at: float | None  # None: never logged in
+    disabled_at: float | None  # None: the user may log in
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,14 +123,27 @@ async def count_users(conn: AsyncConnection[Any]) -> int:
     return int(row[0]) if row else 0
 
 
+async def list_users(conn: AsyncConnection[Any]) -> list[UserListing]:  # Any: tuple rows
+    cur = await conn.execute(
+        "SELECT name, role, sites, extract(epoch FROM created_at), "
+        "extract(epoch FROM last_login_at), extract(epoch FROM disabled_at) "
+        "FROM console_users ORDER BY name")
+    return [UserListing(name=r[0], role=Role(r[1]), sites=tuple(r[2]),
+                        created_at=float(r[3]),
+                        last_login_at=None if r[4] is None else float(r[4]),
+                        disabled_at=None if r[5] is None else float(r[5]))
+            for r in await cur.fetchall()]
+
+
 async def verify_login(conn: AsyncConnection[Any], name: str, password: str) -> User | None:
     """The user, when ``password`` is theirs; None otherwise (same cost either way).
 
-    Runs the hash check in the event loop's thread pool: argon2 is deliberately slow.
+    Runs the hash check in the event loop's thread pool: argon2 is deliberately slow. A
+    disabled user is not found, so their right password costs and answers as a wrong one.
     """
     cur = await conn.execute(
-        "SELECT id, name, role, sites, password_hash FROM console_users WHERE name = %s",
-        (name,))
+        "SELECT id, name, role, sites, password_hash FROM console_users "
+        "WHERE name = %s AND disabled_at IS NULL", (name,))
     row = await cur.fetchone()
     stored = _DUMMY_HASH if row is None else str(row[4])
     try:
@@ -136,16 +163,21 @@ async def create_session(conn: AsyncConnection[Any], user: User, *, now: float,
         "INSERT INTO console_sessions (token_hash, user_id, csrf_token, created_at, expires_at) "
         "VALUES (%s, %s, %s, to_timestamp(%s), to_timestamp(%s))",
         (token_hash(token), user.id, csrf_token, now, expires_at))
+    await conn.execute("UPDATE console_users SET last_login_at = to_timestamp(%s) "
+                       "WHERE id = %s", (now, user.id))
     # Expired sessions of anyone are of no use: sweep them while here.
     await conn.execute("DELETE FROM console_sessions WHERE expires_at < to_timestamp(%s)", (now,))
     return token, Session(user=user, csrf_token=csrf_token, expires_at=expires_at)
 
 
 async def find_session(conn: AsyncConnection[Any], token: str, *, now: float) -> Session | None:
+    # Disabling deletes the user's sessions; the check here also kills one whose login
+    # passed just before the disable and was stored just after it.
     cur = await conn.execute(
         "SELECT u.id, u.name, u.role, u.sites, s.csrf_token, extract(epoch FROM s.expires_at) "
         "FROM console_sessions s JOIN console_users u ON u.id = s.user_id "
-        "WHERE s.token_hash = %s AND s.expires_at > to_timestamp(%s)",
+        "WHERE s.token_hash = %s AND s.expires_at > to_timestamp(%s) "
+        "AND u.disabled_at IS NULL",
         (token_hash(token), now))
     row = await cur.fetchone()
     if row is None:

@@ -345,11 +345,36 @@ async def _cmd_users(settings: Settings, args: argparse.Namespace, stop: asyncio
     from console.users import Role
     from shouwang.wiring import postgres, prepare_store
 
+    if args.action != "add":
+        await _cmd_users_access(settings, args)
+        return
+    if args.name is None or args.role is None or not args.site:
+        raise ValueError("users add needs NAME, --role and at least one --site")
     password = read_new_password()
     async with postgres(settings) as dsn:
         await prepare_store(dsn, settings)
         await add_user(settings, dsn, name=args.name, role=Role(args.role), sites=args.site,
                        password=password)
+
+
+async def _cmd_users_access(settings: Settings, args: argparse.Namespace) -> None:
+    from console.user_admin import describe_users, disable_user, enable_user
+    from shouwang.wiring import postgres, prepare_store
+
+    if args.action != "list" and args.name is None:
+        raise ValueError(f"users {args.action} needs the user's NAME")
+    async with postgres(settings) as dsn:
+        await prepare_store(dsn, settings)
+        if args.action == "list":
+            text = await describe_users(settings, dsn)
+        elif args.action == "disable":
+            ended = await disable_user(settings, dsn, name=args.name)
+            text = (f"{args.name} was disabled already" if ended is None else
+                    f"disabled {args.name}; {ended} session(s) ended")
+        else:
+            enabled = await enable_user(settings, dsn, name=args.name)
+            text = f"enabled {args.name}" if enabled else f"{args.name} was enabled already"
+    sys.stdout.write(text + "\n")
 
 
 async def _cmd_devices(settings: Settings, args: argparse.Namespace,
@@ -522,14 +547,16 @@ def _parser() -> argparse.ArgumentParser:
     sink.add_argument("--record", default=None, help="append received messages to this file")
     with_config("migrate", "create or upgrade the database schema and sync the registry",
                 _cmd_migrate)
-    users = with_config("users", "add a console user (password from SHOUWANG_USER_PASSWORD "
-                        "or stdin, never the command line)", _cmd_users)
-    users.add_argument("action", choices=["add"])
-    users.add_argument("name")
-    users.add_argument("--role", required=True,
-                       choices=["admin", "duty_officer", "fire_station", "viewer", "care"])
-    users.add_argument("--site", action="append", default=[], required=True,
-                       help="a site the user sees (repeat for several; '*' = every site)")
+    users = with_config("users", "console users: add one (password from "
+                        "SHOUWANG_USER_PASSWORD or stdin, never the command line), disable "
+                        "(no login, sessions end) or enable one, list them", _cmd_users)
+    users.add_argument("action", choices=["add", "disable", "enable", "list"])
+    users.add_argument("name", nargs="?")
+    users.add_argument("--role", default=None,
+                       choices=["admin", "duty_officer", "fire_station", "viewer", "care"],
+                       help="add: required")
+    users.add_argument("--site", action="append", default=[],
+                       help="add: a site the user sees (repeat for several; '*' = every site)")
     silence = with_config("silence", "maintenance windows: silence a device or area's alerts "
                           "for a while (never SOS)", _cmd_silence)
     silence.add_argument("action", choices=["add", "list", "cancel"])

@@ -354,6 +354,13 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX broadcast_audio_used ON broadcast_audio (used_at);
     """,
+    # console (users disable): a disabled user cannot log in and is offered to nobody;
+    # NULL = enabled. Who disabled them, and when, is in audit_log. The last login shows
+    # `users list` which accounts nobody uses any more.
+    """
+    ALTER TABLE console_users ADD COLUMN disabled_at timestamptz,
+        ADD COLUMN last_login_at timestamptz;
+    """,
 )
 
 # Applied after the core tables when TimescaleDB can be used. Every name is qualified: the
