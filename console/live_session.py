@@ -4,8 +4,8 @@
 shift. ``SessionWatch`` looks the session up again at every keep-alive interval (one
 indexed read by the cookie's hash) and ends the stream once the session is gone: logged
 out in another console process, deleted by ``shouwang passwd`` or ``users disable``, or
-expired. A logout in
-this process ends the stream at once instead (``AlertFeed.end_session``).
+expired. A logout in this process ends the stream at once instead
+(``AlertFeed.end_session``).
 """
 
 from __future__ import annotations
