@@ -13,7 +13,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-__all__ = ["load_clip", "reuse_clip", "save_clip"]
+__all__ = ["clip_size", "load_clip", "load_clip_part", "reuse_clip", "save_clip"]
 
 # greatest(): workers' clocks differ a little; a clip's last use never moves back.
 _REUSE = """
@@ -31,6 +31,11 @@ DELETE FROM broadcast_audio WHERE name IN (
     SELECT name FROM broadcast_audio ORDER BY used_at DESC, name DESC OFFSET %s)
 """
 _LOAD = "SELECT wav FROM broadcast_audio WHERE name = %s"
+_SIZE = "SELECT octet_length(wav) FROM broadcast_audio WHERE name = %s"
+# substring() counts from 1; the console asks for a 0-based offset, as HTTP ranges do.
+_LOAD_PART = """
+SELECT substring(wav FROM %s::int + 1 FOR %s::int) FROM broadcast_audio WHERE name = %s
+"""
 
 
 async def reuse_clip(conn: AsyncConnection[Any], name: str,  # Any: tuple rows
@@ -54,5 +59,21 @@ async def load_clip(conn: AsyncConnection[Any], name: str) -> bytes | None:  # A
     """The WAV bytes of ``name``; None when there is no such clip."""
     # Binary: bytea as its bytes, not as hex text twice the size to decode.
     cur = await conn.execute(_LOAD, (name,), binary=True)
+    row = await cur.fetchone()
+    return None if row is None else bytes(row[0])
+
+
+async def clip_size(conn: AsyncConnection[Any], name: str) -> int | None:  # Any: tuple rows
+    """The byte length of ``name`` without reading it; None when there is no such clip."""
+    cur = await conn.execute(_SIZE, (name,))
+    row = await cur.fetchone()
+    return None if row is None else int(row[0])
+
+
+async def load_clip_part(conn: AsyncConnection[Any], name: str,  # Any: tuple rows
+                         offset: int, length: int) -> bytes | None:
+    """``length`` bytes of ``name`` from ``offset`` (0-based), read from the database alone,
+    not the whole clip; None when there is no such clip."""
+    cur = await conn.execute(_LOAD_PART, (offset, length, name), binary=True)
     row = await cur.fetchone()
     return None if row is None else bytes(row[0])

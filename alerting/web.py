@@ -22,7 +22,8 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from alerting.ack_links import AckLinks, acknowledge_by_link, confirm_page
-from alerting.audio_store import load_clip
+from alerting.audio_store import clip_size, load_clip, load_clip_part
+from alerting.byte_range import Unsatisfiable, requested_range
 from alerting.cap import NotPublic, cap_feed, cap_message_of
 from alerting.speech import AUDIO_NAME
 from config.settings import Settings
@@ -41,6 +42,10 @@ _CAP_TYPE = "application/cap+xml; charset=utf-8"
 _ATOM_TYPE = "application/atom+xml; charset=utf-8"
 # A clip's name is the hash of its voice and words: what it names never changes.
 _AUDIO_CACHE = "public, max-age=31536000, immutable"
+
+
+def _no_such_audio() -> Response:
+    return Response(b"no such audio", status_code=404, media_type="text/plain")
 
 
 class PublicContext(Protocol):
@@ -109,18 +114,51 @@ def public_routes(context_of: Callable[[Request], PublicContext]) -> list[BaseRo
         return Response(body, media_type=_CAP_TYPE)
 
     async def audio(request: Request) -> Response:
-        # The loudspeaker controller fetches the spoken WAV named in the broadcast message.
+        # The loudspeaker controller fetches the spoken WAV named in the broadcast message;
+        # a browser's <audio> seeks, and a controller resumes, with a byte range.
         name: str = request.path_params["name"]
         if not AUDIO_NAME.match(name):
-            return Response(b"no such audio", status_code=404, media_type="text/plain")
-        cached = {"Cache-Control": _AUDIO_CACHE, "ETag": f'"{name[:-4]}"'}
+            return _no_such_audio()
+        cached = {"Cache-Control": _AUDIO_CACHE, "ETag": f'"{name[:-4]}"',
+                  "Accept-Ranges": "bytes"}
         if request.headers.get("if-none-match") == cached["ETag"]:
             return Response(status_code=304, headers=cached)
+        asked = request.headers.get("range")
+        # If-Range: the range only holds for this very clip (its ETag); else send it whole.
+        if asked is not None and request.headers.get("if-range", cached["ETag"]) \
+                != cached["ETag"]:
+            asked = None
+        head = request.method == "HEAD"
         async with context_of(request).pool.connection(timeout=_DB_TIMEOUT_S) as conn:
-            wav = await load_clip(conn, name)
-        if wav is None:  # never rendered, or pruned since
-            return Response(b"no such audio", status_code=404, media_type="text/plain")
-        return Response(wav, media_type="audio/wav", headers=cached)
+            if asked is None and not head:
+                wav = await load_clip(conn, name)
+                if wav is None:  # never rendered, or pruned since
+                    return _no_such_audio()
+                return Response(wav, media_type="audio/wav", headers=cached)
+            total = await clip_size(conn, name)
+            if total is None:
+                return _no_such_audio()
+            try:
+                part = None if asked is None else requested_range(asked, total)
+            except Unsatisfiable:
+                return Response(status_code=416,
+                                headers={**cached, "Content-Range": f"bytes */{total}"})
+            if part is None:  # HEAD of the whole clip, or a Range header to ignore
+                if head:
+                    return Response(media_type="audio/wav",
+                                    headers={**cached, "Content-Length": str(total)})
+                wav = await load_clip(conn, name)
+                if wav is None:
+                    return _no_such_audio()
+                return Response(wav, media_type="audio/wav", headers=cached)
+            ranged = {**cached, "Content-Range": part.content_range(total)}
+            if head:
+                return Response(status_code=206, media_type="audio/wav",
+                                headers={**ranged, "Content-Length": str(part.length)})
+            body = await load_clip_part(conn, name, part.first, part.length)
+        if body is None:  # pruned between the two reads
+            return _no_such_audio()
+        return Response(body, status_code=206, media_type="audio/wav", headers=ranged)
 
     return [
         Route("/broadcast/audio/{name}", audio, methods=["GET"]),

@@ -21,7 +21,7 @@ import pytest
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from alerting.audio_store import load_clip
+from alerting.audio_store import load_clip, save_clip
 from alerting.speech import AUDIO_NAME, SpeechSynthesizer, find_speech, wav_duration_s
 from config.settings import BroadcastSettings, DatabaseSettings, Settings
 from console import create_app
@@ -208,3 +208,85 @@ async def test_store_and_fetch_of_a_one_minute_clip_stay_quick(
     assert len(found.content) > 1_000_000
     # Generous bounds (a shared 2-core box); they catch a stall, not a slow machine.
     assert rendered_s < 60 and fetched_s < 10
+
+
+def tone_wav(seconds: float) -> bytes:
+    """A stored clip without the TTS engine: every byte differs from its neighbours, so a
+    slice from the wrong offset cannot pass for the right one."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(22050)
+        frames = int(22050 * seconds)
+        writer.writeframes(bytes((n * 7 + n // 256) % 256 for n in range(frames * 2)))
+    return out.getvalue()
+
+
+async def test_the_console_serves_byte_ranges_of_a_clip(
+        pool: Pool, pg_dsn: str, db_schema: str, tmp_path: Path) -> None:
+    name = "0123456789abcdef0123456789abcdef.wav"
+    wav = tone_wav(3.0)
+    total = len(wav)
+    async with pool.connection() as conn:
+        await save_clip(conn, name, wav, 3.0, now=1.0, keep=5)
+    url = f"/broadcast/audio/{name}"
+    etag = '"0123456789abcdef0123456789abcdef"'
+    async with MemoryBus() as bus:
+        app = create_app(console_settings(tmp_path), pg_dsn, bus, schema=db_schema)
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://console") as web:
+            whole = await web.get(url)
+            assert whole.status_code == 200 and whole.content == wav
+            assert whole.headers["accept-ranges"] == "bytes"
+            assert whole.headers["etag"] == etag
+            for asked, first, last in (("bytes=0-99", 0, 99),
+                                       ("bytes=1000-2999", 1000, 2999),
+                                       (f"bytes={total - 10}-{total + 500}", total - 10,
+                                        total - 1),
+                                       ("bytes=5000-", 5000, total - 1),
+                                       ("bytes=-300", total - 300, total - 1),
+                                       (f"bytes=-{total * 2}", 0, total - 1),
+                                       ("Bytes = 7-7", 7, 7)):
+                part = await web.get(url, headers={"Range": asked})
+                assert part.status_code == 206, asked
+                assert part.content == wav[first:last + 1], asked
+                assert part.headers["content-range"] == f"bytes {first}-{last}/{total}"
+                assert int(part.headers["content-length"]) == last - first + 1
+                assert part.headers["content-type"] == "audio/wav"
+                assert part.headers["etag"] == etag
+            for asked in (f"bytes={total}-", f"bytes={total + 5}-{total + 9}", "bytes=-0"):
+                refused = await web.get(url, headers={"Range": asked})
+                assert refused.status_code == 416, asked
+                assert refused.headers["content-range"] == f"bytes */{total}"
+                assert refused.content == b""
+            for ignored in ("bytes=0-1,5-9", "bytes=9-5", "bytes=-", "bytes=a-b",
+                            "items=0-9", "bytes=0x10-20", "0-99"):
+                full = await web.get(url, headers={"Range": ignored})
+                assert full.status_code == 200, ignored
+                assert full.content == wav and "content-range" not in full.headers
+            # If-Range: the same clip resumes; any other validator gets the whole clip.
+            resumed = await web.get(url, headers={"Range": "bytes=100-", "If-Range": etag})
+            assert resumed.status_code == 206 and resumed.content == wav[100:]
+            for other in ('"ffffffffffffffffffffffffffffffff"', f"W/{etag}",
+                          "Wed, 21 Oct 2026 07:28:00 GMT"):
+                restarted = await web.get(url, headers={"Range": "bytes=100-",
+                                                        "If-Range": other})
+                assert restarted.status_code == 200, other
+                assert restarted.content == wav
+            # HEAD: GET's status and headers, no body.
+            head = await web.head(url)
+            assert head.status_code == 200 and head.content == b""
+            assert int(head.headers["content-length"]) == total
+            assert head.headers["accept-ranges"] == "bytes"
+            head_part = await web.head(url, headers={"Range": "bytes=-300"})
+            assert head_part.status_code == 206 and head_part.content == b""
+            assert head_part.headers["content-range"] == \
+                f"bytes {total - 300}-{total - 1}/{total}"
+            assert int(head_part.headers["content-length"]) == 300
+            head_refused = await web.head(url, headers={"Range": f"bytes={total}-"})
+            assert head_refused.status_code == 416
+            # A range of a clip that is not stored is still a 404.
+            gone = await web.get("/broadcast/audio/ffffffffffffffffffffffffffffffff.wav",
+                                 headers={"Range": "bytes=0-9"})
+            assert gone.status_code == 404
