@@ -16,8 +16,11 @@ them in ``covers``), so a replay queues nothing twice and the next count is hone
 An alert acknowledged, resolved or expired while its message was held needs nobody any
 more: at release its row becomes ``withdrawn`` (``last_error`` says why) and is neither
 sent nor counted; the summary tells of the alerts still open, and when none is left
-nothing goes out. It all happens in one transaction with the rows locked, so a crash
-sends nothing twice and loses nothing still to be said.
+nothing goes out. An alert silenced or inhibited meanwhile (``suppressed``) is left
+out too, but its row stays ``held``, as a suppressed alert's messages wait: when the
+suppression ends and the alert opens again, it goes then, once (the reopened alert's
+queueing finds the row already there). It all happens in one transaction with the
+rows locked, so a crash sends nothing twice and loses nothing still to be said.
 ``storm_window_s = 0`` keeps only the per-batch summary.
 """
 
@@ -48,16 +51,24 @@ _RECENT = """
 SELECT (SELECT count(*) FROM notifications WHERE receiver = %(receiver)s
           AND created_at > to_timestamp(%(since)s)
           AND status NOT IN ('held', 'withdrawn')),
-       (SELECT extract(epoch FROM min(next_attempt_at)) FROM notifications
-          WHERE receiver = %(receiver)s AND status = 'held')
+       (SELECT extract(epoch FROM min(n.next_attempt_at)) FROM notifications n
+          JOIN alerts a ON a.id = n.alert_id
+          WHERE n.receiver = %(receiver)s AND n.status = 'held'
+            AND a.status <> 'suppressed')
 """
+# Held messages of suppressed alerts wait for the suppression to end, whenever that is:
+# they neither fall due nor keep their receiver in a storm meanwhile.
 _HELD_DUE = """
-SELECT DISTINCT receiver FROM notifications
-WHERE status = 'held' AND next_attempt_at <= to_timestamp(%s) LIMIT %s
+SELECT DISTINCT n.receiver FROM notifications n JOIN alerts a ON a.id = n.alert_id
+WHERE n.status = 'held' AND n.next_attempt_at <= to_timestamp(%s)
+  AND a.status <> 'suppressed' LIMIT %s
 """
+# Only what is due: a message whose suppression ended late must not cut short the
+# window of a later storm to the same receiver.
 _HELD = """
 SELECT n.id, n.alert_id, a.status FROM notifications n JOIN alerts a ON a.id = n.alert_id
-WHERE n.receiver = %s AND n.status = 'held'
+WHERE n.receiver = %s AND n.status = 'held' AND n.next_attempt_at <= to_timestamp(%s)
+  AND a.status <> 'suppressed'
 ORDER BY n.id FOR UPDATE OF n SKIP LOCKED
 """
 _WITHDRAW = "UPDATE notifications SET status = 'withdrawn', last_error = %s WHERE id = ANY(%s)"
@@ -140,11 +151,12 @@ async def release_held(cur: AsyncCursor[Any], conn: AsyncConnection[Any],
                        now: float, limit: int) -> int:
     """Send what storms held whose window has ended: one summary per receiver of the
     alerts still open (a lone one goes as it was written); the messages of alerts
-    answered meanwhile are withdrawn. Returns the rows now due. In a transaction."""
+    answered meanwhile are withdrawn, those of alerts suppressed meanwhile stay held
+    until the suppression ends. Returns the rows now due. In a transaction."""
     await cur.execute(_HELD_DUE, (now, limit))
     released = 0
     for (name,) in await cur.fetchall():
-        await cur.execute(_HELD, (name,))
+        await cur.execute(_HELD, (name, now))
         rows = await cur.fetchall()
         answered: dict[str, list[int]] = defaultdict(list)
         for row_id, _, status in rows:

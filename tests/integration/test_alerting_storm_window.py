@@ -4,7 +4,8 @@ Alerts arrive one or two at a time in separate batches (a breaking gateway, a sp
 outage). While few reached the fire station within ``storm_window_s``, each goes at
 once; past ``storm_threshold``, the rest wait (in the database, surviving a restart) for
 the window's end and arrive as one summary. Alerts answered (acknowledged, resolved,
-expired) while held are withdrawn, not summarised. The clock is injected.
+expired) while held are withdrawn, not summarised; alerts silenced while held are left
+out and their message waits for the silence to end. The clock is injected.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from typing import Any
 import pytest
 from psycopg import AsyncConnection
 
+from alerting.silences import create_silence
 from config.settings import DeviceConfig
 from console.queries import list_notifications
 from shouwang.catalog import DeviceType
 from shouwang.models import AlertStatus, NotificationStatus
 from shouwang.sink import LocalSink
-from shouwang.store.alerts import transition
+from shouwang.store.alerts import get_alert, transition
 from tests.integration.test_alerting_escalation import gas, service, settings_for
 from tests.integration.test_alerting_service import eventually, running
 from tests.integration.test_alerting_service import settings_for as plain_settings
@@ -225,3 +227,38 @@ async def test_the_one_held_alert_left_open_goes_as_written(
         assert "7号楼103" in bodies[2] and "同时出现" not in bodies[2]
         assert [r[:2] for r in await _outbox(h.db)][2:] == [
             ("smoke-2", "withdrawn"), ("smoke-3", "sent"), ("smoke-4", "withdrawn")]
+
+
+async def test_an_alert_silenced_while_held_waits_for_its_silence_to_end(
+        pg_dsn: str, db_schema: str, sink: LocalSink) -> None:
+    async with running(_storm_settings(sink.port), pg_dsn, db_schema, sink) as h:
+        ids = await _held_storm(h, 4)  # smoke-2 … smoke-5 held
+        await create_silence(h.db, site="sunshine", device_id="smoke-3", created_by="li-eng",
+                             reason="detector cleaning", starts_at=h.clock(),
+                             ends_at=h.clock() + WINDOW_S + 10.0, now=h.clock())
+        # What the silence stage does to it at its next detection or escalation step.
+        await transition(h.db, ids["smoke-3"], AlertStatus.SUPPRESSED, actor="system",
+                         source="silence", action="silenced", note="detector cleaning",
+                         now=h.clock())
+
+        h.clock.advance(WINDOW_S)
+        await eventually(partial(_count, lambda: h.sink.received("sms"), 3), "the summary")
+        await asyncio.sleep(0.4)
+        bodies = [m.body for m in h.sink.received("sms")]
+        assert bodies[2] == "【守望】阳光小区 同时出现3条告警：烟雾报警3条。详情请登录值班台查看"
+        assert len(bodies) == 3
+        assert (await _outbox(h.db))[2:] == [
+            ("smoke-2", "sent", "", [ids["smoke-2"], ids["smoke-4"], ids["smoke-5"]]),
+            ("smoke-3", "held", "", None),
+            ("smoke-4", "summarised", "", None),
+            ("smoke-5", "summarised", "", None)]
+
+        h.clock.advance(15.0)  # the silence has ended while the detector still fires
+        await eventually(partial(_count, lambda: h.sink.received("sms"), 4), "smoke-3's SMS")
+        await asyncio.sleep(0.4)  # a few ticks more: it goes once
+        bodies = [m.body for m in h.sink.received("sms")]
+        assert len(bodies) == 4
+        assert "7号楼103" in bodies[3] and "同时出现" not in bodies[3]
+        assert (await get_alert(h.db, ids["smoke-3"])).status is AlertStatus.OPEN
+        rows = await _outbox(h.db)
+        assert [r[:2] for r in rows if r[0] == "smoke-3"] == [("smoke-3", "sent")]
