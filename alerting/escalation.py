@@ -233,7 +233,7 @@ FROM notifications n
 JOIN unnest(%(primaries)s::text[], %(fallbacks)s::text[],
             %(after)s::float8[]) AS f(primary_receiver, fallback, after_s)
   ON f.primary_receiver = n.receiver
-WHERE n.status <> 'sent' AND n.attempts > 0
+WHERE n.status NOT IN ('sent', 'withdrawn') AND n.attempts > 0
   AND n.created_at >= to_timestamp(%(now)s) - interval '1 day'
   AND n.created_at + make_interval(secs => f.after_s) <= to_timestamp(%(now)s)
   AND NOT EXISTS (SELECT 1 FROM notifications m WHERE m.alert_id = n.alert_id

@@ -50,6 +50,11 @@ ON CONFLICT (alert_id, step, receiver) DO NOTHING
 """
 # The lease moves next_attempt_at past the send's deadline, so the row is not due again
 # while it is being sent; if this process dies, it falls due when the lease ends.
+# In the same statement (the row is locked: no other claim sees it), a later escalation
+# step or a reminder whose alert was answered meanwhile is withdrawn, not sent: it would
+# tell someone "nobody has acknowledged" after somebody had. Step 0 always goes: the
+# first message of a route or policy (the fire station) must hear of a fire even if a
+# duty officer acknowledged first. A storm summary (covers) tells of other alerts too.
 _CLAIM = """
 WITH due AS (
     SELECT id FROM notifications
@@ -58,12 +63,22 @@ WITH due AS (
     ORDER BY next_attempt_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
+), answered AS (
+    SELECT n.id, n.step >= 1 AND n.covers IS NULL
+                 AND a.status IN ('acknowledged', 'resolved', 'expired') AS answered
+    FROM due JOIN notifications n ON n.id = due.id JOIN alerts a ON a.id = n.alert_id
 )
-UPDATE notifications n SET next_attempt_at = to_timestamp(%(lease_until)s)
-FROM due, alerts a LEFT JOIN sites s ON s.id = a.site
-WHERE n.id = due.id AND a.id = n.alert_id
+UPDATE notifications n SET
+    next_attempt_at = CASE WHEN answered.answered THEN n.next_attempt_at
+                           ELSE to_timestamp(%(lease_until)s) END,
+    status = CASE WHEN answered.answered THEN 'withdrawn' ELSE n.status END,
+    last_error = CASE WHEN answered.answered
+                      THEN 'not sent: the alert was ' || a.status || ' before this page went out'
+                      ELSE n.last_error END
+FROM answered, alerts a LEFT JOIN sites s ON s.id = a.site
+WHERE n.id = answered.id AND a.id = n.alert_id
 RETURNING n.id, n.alert_id, n.receiver, n.channel, n.body, n.attempts, a.hazard, a.severity,
-          a.drill, coalesce(s.name, a.site)
+          a.drill, coalesce(s.name, a.site), n.status
 """
 _SENT = """
 UPDATE notifications SET status = 'sent', attempts = attempts + 1,
@@ -126,14 +141,20 @@ async def claim_due(conn: AsyncConnection[Any], now: float, limit: int,
                     lease_s: float, *, busy: Sequence[str] = ()) -> list[OutboxItem]:
     """Lease up to ``limit`` rows due at ``now`` for ``lease_s`` seconds (autocommit).
 
-    Rows of the ``busy`` channels are left for later.
+    Rows of the ``busy`` channels are left for later. Escalation steps after the first
+    and reminders of an alert answered meanwhile become ``withdrawn`` instead.
     """
     cur = await conn.execute(_CLAIM, {"now": now, "limit": limit, "busy": list(busy),
                                       "lease_until": now + lease_s})
+    claimed = await cur.fetchall()
+    for r in claimed:
+        if r[10] == "withdrawn":
+            log.info("notification=%d alert=%d receiver=%s withdrawn: its alert was answered "
+                     "before it went out", r[0], r[1], r[2])
     return [OutboxItem(id=r[0], alert_id=r[1], receiver=r[2], channel=r[3], body=r[4],
                        attempts=r[5], hazard=r[6], severity=Severity(r[7]), drill=r[8],
                        site_name=r[9])
-            for r in await cur.fetchall()]
+            for r in claimed if r[10] != "withdrawn"]
 
 
 class _RateLimit:

@@ -1,0 +1,70 @@
+"""A page that is still being retried when its alert is answered is withdrawn, not sent.
+
+Real PostgreSQL, the local sink as the SMS provider (answering 500 while "down"), the
+injected clock. The duty officer's escalation page fails, the alert is acknowledged
+while it waits for its retry, the provider recovers: the duty officer is not told
+"nobody has acknowledged", while the fire station's first message still goes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from psycopg import AsyncConnection
+
+from shouwang.models import AlertStatus
+from shouwang.sink import LocalSink
+from shouwang.store.alerts import list_alerts, transition
+from tests.integration.test_alerting_escalation import gas, service, settings_for
+from tests.integration.test_alerting_service import eventually
+
+pytestmark = pytest.mark.integration
+
+_DOWN = 1_000_000  # LocalSink.fail_next while the provider is down: every request fails
+
+
+async def _row(db: AsyncConnection[Any], receiver: str) -> tuple[Any, ...] | None:
+    cur = await db.execute("SELECT step, status, attempts, last_error FROM notifications "
+                           "WHERE receiver = %s", (receiver,))
+    return await cur.fetchone()
+
+
+async def test_an_escalation_page_retried_after_the_ack_is_withdrawn(
+        pg_dsn: str, db_schema: str, sink: LocalSink) -> None:
+    sink.fail_next = _DOWN
+    async with service(settings_for(sink.port), pg_dsn, db_schema) as (run, db):
+        await run.publish(gas(32.0))
+
+        async def station_failed() -> bool:
+            row = await _row(db, "station")
+            return row is not None and row[2] >= 1
+        await eventually(station_failed, "the fire station's first (failing) attempt")
+
+        run.clock.advance(60.0)  # nobody acknowledged: the duty officer's step is due
+
+        async def duty_failed() -> bool:
+            row = await _row(db, "duty")
+            return row is not None and row[2] >= 1
+        await eventually(duty_failed, "the duty officer's first (failing) attempt")
+        duty = await _row(db, "duty")
+        assert duty is not None and duty[:2] == (2, "pending"), duty
+
+        [alert] = await list_alerts(db)
+        await transition(db, alert.id, AlertStatus.ACKNOWLEDGED, actor="wang",
+                         source="console", note="on site", now=run.clock.now)
+        sink.fail_next = 0  # the provider recovers
+        run.clock.advance(10.0)  # past every retry's backoff (retry_max_s = 4)
+
+        async def settled() -> bool:
+            station, duty = await _row(db, "station"), await _row(db, "duty")
+            return (station is not None and station[1] == "sent"
+                    and duty is not None and duty[1] != "pending")
+        await eventually(settled, "the station's SMS sent and the duty page settled")
+
+        # Step 0 goes even though the alert was acknowledged: the station must know.
+        assert len(sink.received("station")) == 1
+        assert sink.received("duty") == []
+        assert await _row(db, "duty") == (
+            2, "withdrawn", 1,
+            "not sent: the alert was acknowledged before this page went out")
