@@ -103,8 +103,9 @@ def _print_held_out(data_dir: Path, results: Path) -> None:
     frozen, score = thresholds.freeze()
     print(f"threshold to freeze (best of the standard score averaged over ±{SMOOTH}): "
           f"{frozen:.4f}  standard there {score:.2f}")
+    held_out_by = thresholds.cross_validate((0.0, SMOOTH), CV_REPEATS)
     for label, smooth in (("the best threshold", 0.0), (f"averaged ±{SMOOTH}", SMOOTH)):
-        held_out = thresholds.cross_validate(smooth, CV_REPEATS)
+        held_out = held_out_by[smooth]
         print(f"held out, threshold chosen on the other half of the files by {label} "
               f"({len(held_out)} random halvings): mean {statistics.fmean(held_out):.2f}  "
               f"sd {statistics.stdev(held_out):.2f}")

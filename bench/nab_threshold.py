@@ -82,12 +82,14 @@ class Thresholds:
         best = self.pick(raw, smooth)
         return float(_GRID[best]), 100.0 * (raw[best] - null) / (perfect - null)
 
-    def cross_validate(self, smooth: float, repeats: int) -> list[float]:
-        """Held-out standard scores, threshold chosen on the other half (see the module)."""
+    def cross_validate(self, smooths: Sequence[float],
+                       repeats: int) -> dict[float, list[float]]:
+        """Held-out standard scores for each way of choosing (a half-width of ``smooths``),
+        threshold chosen on the other half (see the module); the same halvings for all."""
         by_category: dict[str, list[str]] = {}
         for key in sorted(self.files):
             by_category.setdefault(key.split("/")[0], []).append(key)
-        scores = []
+        scores: dict[float, list[float]] = {smooth: [] for smooth in smooths}
         for seed in range(repeats):
             rng = random.Random(seed)
             halves: tuple[list[str], list[str]] = ([], [])
@@ -95,11 +97,12 @@ class Thresholds:
                 for i, key in enumerate(rng.sample(keys, len(keys))):
                     halves[i % 2].append(key)
             curves = [self.curve(half) for half in halves]
-            chosen = [self.pick(raw, smooth) for raw, _, _ in curves]
-            raw = curves[0][0][chosen[1]] + curves[1][0][chosen[0]]
             null = curves[0][1] + curves[1][1]
             perfect = curves[0][2] + curves[1][2]
-            scores.append(100.0 * (raw - null) / (perfect - null))
+            for smooth, held_out in scores.items():
+                chosen = [self.pick(raw, smooth) for raw, _, _ in curves]
+                raw = curves[0][0][chosen[1]] + curves[1][0][chosen[0]]
+                held_out.append(100.0 * (raw - null) / (perfect - null))
         return scores
 
 
