@@ -55,14 +55,18 @@ ON CONFLICT (alert_id, step, receiver) DO NOTHING
 # tell someone "nobody has acknowledged" after somebody had. Step 0 always goes: the
 # first message of a route or policy (the fire station) must hear of a fire even if a
 # duty officer acknowledged first. A storm summary (covers) tells of other alerts too.
+# A message of an alert silenced or inhibited meanwhile (suppressed) waits, as the held
+# ones of the storm gate do: it goes when the suppression ends and the alert reopens, or
+# is withdrawn by the rule above if the alert is answered first.
 _CLAIM = """
 WITH due AS (
-    SELECT id FROM notifications
-    WHERE status = 'pending' AND next_attempt_at <= to_timestamp(%(now)s)
-      AND NOT (channel = ANY(%(busy)s))
-    ORDER BY next_attempt_at, id
+    SELECT n.id FROM notifications n JOIN alerts a ON a.id = n.alert_id
+    WHERE n.status = 'pending' AND n.next_attempt_at <= to_timestamp(%(now)s)
+      AND NOT (n.channel = ANY(%(busy)s))
+      AND (a.status <> 'suppressed' OR n.covers IS NOT NULL)
+    ORDER BY n.next_attempt_at, n.id
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
+    FOR UPDATE OF n SKIP LOCKED
 ), answered AS (
     SELECT n.id, n.step >= 1 AND n.covers IS NULL
                  AND a.status IN ('acknowledged', 'resolved', 'expired') AS answered

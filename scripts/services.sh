@@ -45,6 +45,19 @@ pid_alive() {
   tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$marker"
 }
 
+# The process in the pidfile exists and has not exited (zombies count as gone). Unlike
+# pid_alive it holds from the fork on: a just-forked child shows the parent's command line
+# until it execs, which under load can outlast the first check.
+pid_started() {
+  local pidfile=$1 pid stat
+  [[ -s $pidfile ]] || return 1
+  pid=$(<"$pidfile")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  stat=$(<"/proc/$pid/stat") 2>/dev/null || return 1
+  stat=${stat##*) }
+  [[ ${stat:0:1} != Z ]]
+}
+
 # Sends TERM, waits, then KILL as a last resort, so nothing we started outlives `stop`.
 kill_pidfile() {
   local name=$1 pidfile=$2 marker=$3 pid i
@@ -470,10 +483,11 @@ kafka_start() {
   fi
   local deadline=$((SECONDS + START_TIMEOUT))
   until port_open "$KAFKA_PORT" && kafka_ready; do
-    kafka_running || fail_start kafka "$KAFKA_DIR/logs/server.log"
+    pid_started "$KAFKA_DIR/kafka.pid" || fail_start kafka "$KAFKA_DIR/logs/server.log"
     deadline_passed "$deadline" && fail_start kafka "$KAFKA_DIR/logs/server.log"
     sleep 0.5
   done
+  kafka_running || fail_start kafka "$KAFKA_DIR/logs/server.log"
   log "kafka ready"
 }
 
