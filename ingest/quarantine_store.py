@@ -34,13 +34,18 @@ ON CONFLICT (device_id) DO UPDATE SET site = excluded.site,
     released_at = NULL, released_by = ''
 WHERE device_quarantine.released_at IS NOT NULL
 """
+# A release another instance (or an operator) wrote first keeps its time and author; this
+# instance's drops are added all the same.
 _RELEASE = """
-UPDATE device_quarantine SET released_at = to_timestamp(%s), released_by = %s,
+UPDATE device_quarantine SET released_at = coalesce(released_at, to_timestamp(%s)),
+    released_by = CASE WHEN released_at IS NULL THEN %s ELSE released_by END,
     dropped = dropped + %s
-WHERE device_id = %s AND released_at IS NULL
+WHERE device_id = %s
 """
 _DROPPED = ("UPDATE device_quarantine SET dropped = dropped + %s "
             "WHERE device_id = %s AND released_at IS NULL")
+_RELEASED_BY = ("SELECT device_id, released_by FROM device_quarantine "
+                "WHERE device_id = ANY(%s) AND released_at IS NOT NULL")
 _ACTIVE = ("SELECT device_id, extract(epoch FROM quarantined_at) FROM device_quarantine "
            "WHERE released_at IS NULL")
 
@@ -69,6 +74,14 @@ class QuarantineStore:
         """Quarantines in force: device id -> when it began (epoch s)."""
         rows = await self._run(self._select)
         return {str(device_id): float(at) for device_id, at in rows}
+
+    async def released_by(self, device_ids: Sequence[str]) -> dict[str, str]:
+        """Who ended these devices' quarantines (``auto``: an ingest instance), for those
+        the table says have ended."""
+        async def select(conn: psycopg.AsyncConnection[Any]) -> list[tuple[Any, ...]]:
+            cur = await conn.execute(_RELEASED_BY, (list(device_ids),))
+            return await cur.fetchall()
+        return {str(device_id): str(by) for device_id, by in await self._run(select)}
 
     async def record(self, changes: Sequence[QuarantineChange],
                      dropped: Mapping[str, int]) -> None:

@@ -170,14 +170,20 @@ class IngestService:
         made_meanwhile = guard.take_changes()
         self._note(made_meanwhile)
         fresh = {c.device_id for c in self._unrecorded}
+        ended = [d for d in guard.in_force() if d not in active and d not in fresh]
+        by_whom: dict[str, str] = {}
+        if ended:
+            with contextlib.suppress(QuarantineStoreError):  # then: "operator", as before
+                by_whom = await store.released_by(ended)
         now = self._clock()
-        for device_id in list(guard.in_force()):
-            if device_id not in active and device_id not in fresh:
-                guard.release(device_id, now, by="operator")
+        for device_id in ended:
+            guard.release(device_id, now, by=by_whom.get(device_id) or "operator")
         guard.restore({d: at for d, at in active.items() if d not in fresh}, now)
         released = guard.take_changes()
         self._note(released)
-        await self._publish(made_meanwhile + released, stop)
+        # An automatic release was announced by the instance that made it; an operator's
+        # is announced by each instance that learns of it (closing the alert is idempotent).
+        await self._publish(made_meanwhile + [c for c in released if c.by != "auto"], stop)
 
     async def _announce(self, changes: list[QuarantineChange], stop: asyncio.Event) -> None:
         self._note(changes)
