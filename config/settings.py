@@ -749,11 +749,26 @@ class ScenarioRun(_Section):
 
 class DrillSettings(_Section):
     """What becomes of a drill's data (readings, alerts, their history and messages) once
-    the drill is over; the scorecard is always kept."""
+    the drill is over (the scorecard is always kept), and how a drill whose player died is
+    noticed (simulators/drill_watch.py)."""
 
     keep: bool = Field(default=True, description="false = delete drill data purge_after_s "
                                                  "after the drill finished")
     purge_after_s: float = Field(default=3600.0, ge=0)
+    heartbeat_s: float = Field(default=5.0, gt=0, description="a playing drill's player "
+                               "says it is alive this often")
+    stale_after_s: float = Field(default=60.0, gt=0, description="a running drill silent "
+                                 "this long has lost its player and is abandoned; hosts' "
+                                 "clocks must agree to well within it")
+    sweep_s: float = Field(default=30.0, gt=0, description="how often each console looks "
+                           "for such drills")
+
+    @model_validator(mode="after")
+    def _stale_after_several_beats(self) -> Self:
+        # A slow database delays a beat or two; that must not end a drill that still plays.
+        if self.stale_after_s < 3 * self.heartbeat_s:
+            raise ValueError("drills.stale_after_s must be at least 3 heartbeat_s")
+        return self
 
 
 class SimulatorSettings(_Section):

@@ -202,8 +202,11 @@ def create_app(settings: Settings, dsn: str, bus: Bus, *, schema: str = "public"
         await pool.open(wait=False)
         feed_task = asyncio.create_task(feed.run(stop), name="console.alert-feed")
         # Drills whose player died (this console's before a restart, or another's).
-        orphans = asyncio.create_task(watch_orphans(pool.connection, stop=stop, clock=clock),
-                                      name="console.drill-orphans")
+        orphans = asyncio.create_task(
+            watch_orphans(pool.connection, stop=stop, clock=clock,
+                          every_s=settings.drills.sweep_s,
+                          stale_after_s=settings.drills.stale_after_s),
+            name="console.drill-orphans")
         first_admin = asyncio.create_task(bootstrap_admin(pool, stop, settings),
                                           name="console.first-admin")
         try:

@@ -249,7 +249,7 @@ async def start(request: Request) -> Response:
     async def play() -> None:
         card = await carry_out(started, context.pool.connection,
                                MqttTarget.from_settings(settings.mqtt), stop=desk.stop,
-                               clock=context.clock)
+                               clock=context.clock, heartbeat_s=settings.drills.heartbeat_s)
         await retire(context.pool.connection, settings.drills,
                      finished_at=context.clock(), stop=desk.stop, clock=context.clock)
         log.info("drill %d scored from the console: %d missed", card.drill_id,

@@ -209,7 +209,8 @@ async def _cmd_drill(settings: Settings, args: argparse.Namespace, stop: asyncio
                     plan, [d.to_device() for d in settings.devices], dsn=dsn, schema=schema,
                     mqtt_host=host, mqtt_port=port, topic_root=m.topic_root,
                     username=m.username,
-                    password=m.password.get_secret_value() if m.password else None, stop=stop)
+                    password=m.password.get_secret_value() if m.password else None, stop=stop,
+                    timing=settings.drills)
             await _retire_drills(dsn, schema, settings)
     if args.markdown is not None:
         args.markdown.write_text(card.markdown(), encoding="utf-8")

@@ -24,11 +24,11 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from config.settings import MqttSettings
+from config.settings import DrillSettings, MqttSettings
 from shouwang.models import Device
 from shouwang.store import connect
 from simulators.community import Community
-from simulators.drill_watch import beat, keep_beating, player_name, sweep_orphans
+from simulators.drill_watch import HEARTBEAT_S, beat, keep_beating, player_name, sweep_orphans
 from simulators.models import GroundTruth, ScheduledScenario
 from simulators.payloads import ONLINE
 from simulators.publisher import MqttPublisher
@@ -155,7 +155,8 @@ async def start_drill(conn: AsyncConnection[Any], plan: DrillPlan,  # Any: tuple
 
 async def carry_out(drill: StartedDrill, connection: Connector, target: MqttTarget, *,
                     stop: asyncio.Event | None = None,
-                    clock: Callable[[], float] = time.time) -> Scorecard:
+                    clock: Callable[[], float] = time.time,
+                    heartbeat_s: float = HEARTBEAT_S) -> Scorecard:
     """Play a started drill over MQTT, wait for people to answer, store the scorecard.
 
     A drill that cannot play (the broker unreachable, the database gone) is recorded as
@@ -166,7 +167,8 @@ async def carry_out(drill: StartedDrill, connection: Connector, target: MqttTarg
     stop = stop or asyncio.Event()
     halt = asyncio.Event()  # stop, or the drill was ended elsewhere
     beating = asyncio.create_task(
-        keep_beating(drill.drill_id, connection, stop=stop, halt=halt, clock=clock),
+        keep_beating(drill.drill_id, connection, stop=stop, halt=halt, clock=clock,
+                     every_s=heartbeat_s),
         name=f"drill-{drill.drill_id}.heartbeat")
     try:
         return await _carry_out(drill, connection, target, halt=halt, beating=beating,
@@ -245,15 +247,22 @@ async def run_drill(plan: DrillPlan, devices: Sequence[Device], *, dsn: str, sch
                     mqtt_host: str, mqtt_port: int, topic_root: str = "shouwang/v1",
                     username: str | None = None, password: str | None = None,
                     stop: asyncio.Event | None = None,
-                    clock: Callable[[], float] = time.time) -> Scorecard:
-    """Inject, wait, score; the scorecard is stored in ``drills`` and returned."""
+                    clock: Callable[[], float] = time.time,
+                    timing: DrillSettings | None = None) -> Scorecard:
+    """Inject, wait, score; the scorecard is stored in ``drills`` and returned.
+
+    ``timing``: the heartbeat and the age at which a silent drill is abandoned (defaults
+    when None)."""
+    timing = timing or DrillSettings()
     target = MqttTarget(host=mqtt_host, port=mqtt_port, topic_root=topic_root,
                         username=username, password=password)
     conn = await connect(dsn, schema, autocommit=True)
     try:
-        await sweep_orphans(conn, now=clock())  # no console may be running to do it
+        # No console may be running to do it.
+        await sweep_orphans(conn, now=clock(), stale_after_s=timing.stale_after_s)
         drill = await start_drill(conn, plan, devices, topic_root=topic_root, clock=clock)
-        return await carry_out(drill, held(conn), target, stop=stop, clock=clock)
+        return await carry_out(drill, held(conn), target, stop=stop, clock=clock,
+                               heartbeat_s=timing.heartbeat_s)
     finally:
         await conn.close()
 

@@ -1,17 +1,18 @@
 """Noticing drills whose player died, without waiting for a person.
 
 A drill is played by one process (a console, or ``shouwang drill``), which writes who it is
-(host and pid) into the drill's row and refreshes ``heartbeat_at`` every ``HEARTBEAT_S``
-while the drill plays and is scored. A running drill whose heartbeat is older than
-``STALE_AFTER_S`` has lost its player: every console sweeps for such drills when it starts
-and every ``SWEEP_S`` after, and abandons them as ``shouwang drill --abandon`` does (failed,
-scored with what happened so far). Several consoles sharing one database may sweep at once:
-the abandon locks the row and checks the heartbeat again, so a drill is ended once, and
-never while its heartbeat is fresh.
+(host and pid) into the drill's row and refreshes ``heartbeat_at`` every ``heartbeat_s``
+(``drills`` settings; defaults below) while the drill plays and is scored. A running drill
+whose heartbeat is older than ``stale_after_s`` has lost its player: every console sweeps
+for such drills when it starts and every ``sweep_s`` after, and abandons them as
+``shouwang drill --abandon`` does (failed, scored with what happened so far). Several
+consoles sharing one database may sweep at once: the abandon locks the row and checks the
+heartbeat again, so a drill is ended once, and never while its heartbeat is fresh.
 
 Heartbeats and sweeps use each process's clock: hosts must agree on the time to well within
-``STALE_AFTER_S`` (NTP does). A player that finds its drill already ended (its heartbeat
-could not be written for too long, say) stops playing and leaves the stored result alone.
+``stale_after_s`` (NTP does), and every process must use the same settings. A player that
+finds its drill already ended (its heartbeat could not be written for too long, say) stops
+playing and leaves the stored result alone.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 import psycopg
 from psycopg import AsyncConnection
 
+from config.settings import DrillSettings
 from simulators.drill_purge import DrillAlreadyFinished, UnknownDrill, abandon_drill
 
 __all__ = ["HEARTBEAT_S", "STALE_AFTER_S", "SWEEP_S", "beat", "keep_beating", "player_name",
@@ -35,9 +37,12 @@ __all__ = ["HEARTBEAT_S", "STALE_AFTER_S", "SWEEP_S", "beat", "keep_beating", "p
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_S = 5.0
-STALE_AFTER_S = 60.0  # twelve missed heartbeats: a slow database is not a dead player
-SWEEP_S = 30.0
+# For callers without settings: the ``drills`` section's defaults (stale after twelve
+# missed heartbeats: a slow database is not a dead player).
+_DEFAULTS = DrillSettings()
+HEARTBEAT_S = _DEFAULTS.heartbeat_s
+STALE_AFTER_S = _DEFAULTS.stale_after_s
+SWEEP_S = _DEFAULTS.sweep_s
 
 # Any: tuple rows. Lends a connection for a moment (a pool's, or one held for the drill).
 _Connector = Callable[[], AbstractAsyncContextManager[AsyncConnection[Any]]]

@@ -147,15 +147,18 @@ async def test_a_console_abandons_orphaned_drills_when_it_starts(
     try:
         orphan = await _running(conn, "d1", NOW - 3600, "crashed-console pid 7")
         live = await _running(conn, "d2", NOW, "other-console pid 8")
+        # Silent for 20 s: alive by the default 60 s, lost by this site's 15 s.
+        quiet = await _running(conn, "d3", NOW - 20, "stalled-console pid 9")
         await add_user(conn, "值班", Role.DUTY_OFFICER, ("s1",))  # no first admin to create
         settings = load(None, database={"dsn": pg_dsn, "schema_name": db_schema},
-                        simulator={"enabled": False})
+                        simulator={"enabled": False},
+                        drills={"heartbeat_s": 2.0, "stale_after_s": 15.0})
         async with MemoryBus() as bus:
             app = create_app(settings, pg_dsn, bus, schema=db_schema, clock=lambda: NOW + 1)
             async with app.router.lifespan_context(app):
                 async def abandoned() -> bool:
-                    record = await get_drill(conn, orphan)
-                    return record is not None and record.status == "failed"
+                    records = [await get_drill(conn, d) for d in (orphan, quiet)]
+                    return all(r is not None and r.status == "failed" for r in records)
 
                 await eventually(abandoned, timeout_s=30, what="the console's first sweep")
         record = await get_drill(conn, orphan)
