@@ -8,7 +8,6 @@ window.Shouwang = (function () {
   const SOUND_KEY = "shouwang.sound";
   let session = null;             // {name, role, sites, csrf_token}
   let audio = null;               // AudioContext, made on the first user gesture
-  const RECONNECT_MS = 5000;      // after the server refused the stream outright
 
   function el(tag, className, text) {
     const node = document.createElement(tag);
@@ -204,37 +203,6 @@ window.Shouwang = (function () {
   // One stream in this tab: emit({kind: "open" | "down" | "resync" | "ended"} or
   // {kind: "alert", alert}). "ended": the session is gone (logged out, new password, expired):
   // the server said so, or refused a reconnect with 401; every tab must log in again.
-  function openStream(emit) {
-    const connect = () => {
-      const source = new EventSource("/api/stream");
-      source.addEventListener("ended", () => {
-        source.close();   // a reconnect with the dead cookie would only be refused
-        emit({ kind: "ended" });
-      });
-      source.addEventListener("open", () => emit({ kind: "open" }));
-      source.addEventListener("alert", (event) => {
-        let alert;
-        try {
-          alert = JSON.parse(event.data);
-        } catch (err) {
-          return;
-        }
-        emit({ kind: "alert", alert: alert });
-      });
-      source.addEventListener("resync", () => emit({ kind: "resync" }));
-      source.addEventListener("error", () => {
-        emit({ kind: "down" });
-        if (source.readyState !== EventSource.CLOSED) return;   // the browser reconnects
-        // Refused outright: a 401 means the session is gone; anything else is retried.
-        fetch("/api/session", { credentials: "same-origin" }).then(
-          (response) => response.status === 401 ? emit({ kind: "ended" })
-            : setTimeout(connect, RECONNECT_MS),
-          () => setTimeout(connect, RECONNECT_MS));
-      });
-    };
-    connect();
-  }
-
   // Tabs share a stream only within one login: a new session (another user, or the same
   // one again) gets its own lock and channel, so a leftover leader never feeds it.
   function sharedStreamName() {
@@ -278,7 +246,7 @@ window.Shouwang = (function () {
         deliver(message);
       };
       channel.postMessage({ kind: "down" });   // the old leader's stream is gone
-      openStream(emit);
+      openLiveStream(emit);   // live-stream.js
       return new Promise(() => {});   // held until the tab closes
     }).catch(() => {
       if (leading) return;
@@ -301,7 +269,7 @@ window.Shouwang = (function () {
 
   function ownStream(deliver) {
     document.body.dataset.live = "own";
-    openStream(deliver);
+    openLiveStream(deliver);
   }
 
   function liveAlerts(handlers, linkLabels) {

@@ -4,45 +4,15 @@
 // per browser profile. Messages are the ones common.js's liveAlerts delivers.
 "use strict";
 
-const RECONNECT_MS = 5000;        // after the server refused the stream outright
+importScripts("/static/live-stream.js");
+
 const ports = new Set();
 let up = false;
 
 function send(message) {
+  if (message.kind === "open") up = true;
+  else if (message.kind === "down") up = false;
   for (const port of ports) port.postMessage(message);
-}
-
-function connect() {
-  const source = new EventSource("/api/stream");
-  // The session is gone: every tab goes to the login page; nothing to reconnect for.
-  source.addEventListener("ended", () => {
-    source.close();
-    send({ kind: "ended" });
-  });
-  source.addEventListener("open", () => {
-    up = true;
-    send({ kind: "open" });
-  });
-  source.addEventListener("alert", (event) => {
-    let alert;
-    try {
-      alert = JSON.parse(event.data);
-    } catch (err) {
-      return;
-    }
-    send({ kind: "alert", alert: alert });
-  });
-  source.addEventListener("resync", () => send({ kind: "resync" }));
-  source.addEventListener("error", () => {
-    up = false;
-    send({ kind: "down" });
-    if (source.readyState !== EventSource.CLOSED) return;   // the browser reconnects
-    // Refused outright: a 401 means the session is gone; anything else is retried.
-    fetch("/api/session", { credentials: "same-origin" }).then(
-      (response) => response.status === 401 ? send({ kind: "ended" })
-        : setTimeout(connect, RECONNECT_MS),
-      () => setTimeout(connect, RECONNECT_MS));
-  });
 }
 
 self.addEventListener("connect", (event) => {
@@ -56,4 +26,4 @@ self.addEventListener("connect", (event) => {
   if (up) port.postMessage({ kind: "open" });
 });
 
-connect();
+openLiveStream(send);

@@ -24,7 +24,7 @@ SCRIPTS = {p.name: p.read_text(encoding="utf-8") for p in STATIC_DIR.glob("*.js"
                                   "createContextualFragment", "DOMParser"])
 def test_script_never_parses_data_as_html(sink: str) -> None:
     assert set(SCRIPTS) == {"app.js", "audit.js", "common.js", "device.js", "drills.js",
-                            "live-worker.js", "login.js", "station.js"}
+                            "live-stream.js", "live-worker.js", "login.js", "station.js"}
     for name, script in SCRIPTS.items():
         assert sink not in script, name
 
@@ -38,12 +38,12 @@ def test_script_never_sets_handlers_or_urls_from_strings() -> None:
 
 
 @pytest.mark.parametrize(("page", "scripts"), [
-    ("index.html", ["common.js", "app.js"]),
-    ("login.html", ["common.js", "login.js"]),
-    ("station.html", ["common.js", "station.js"]),
-    ("device.html", ["common.js", "device.js"]),
-    ("audit.html", ["common.js", "audit.js"]),
-    ("drills.html", ["common.js", "drills.js"]),
+    ("index.html", ["live-stream.js", "common.js", "app.js"]),
+    ("login.html", ["live-stream.js", "common.js", "login.js"]),
+    ("station.html", ["live-stream.js", "common.js", "station.js"]),
+    ("device.html", ["live-stream.js", "common.js", "device.js"]),
+    ("audit.html", ["live-stream.js", "common.js", "audit.js"]),
+    ("drills.html", ["live-stream.js", "common.js", "drills.js"]),
 ])
 def test_page_loads_nothing_from_elsewhere(page: str, scripts: list[str]) -> None:
     html = PAGES[page]
@@ -65,7 +65,8 @@ def test_page_is_utf8_chinese_first() -> None:
 
 
 def test_script_uses_the_api_it_is_served_with() -> None:
-    board = SCRIPT + SCRIPTS["common.js"]  # the live stream is shared with the station page
+    # The live stream is shared with the station page.
+    board = SCRIPT + SCRIPTS["common.js"] + SCRIPTS["live-stream.js"]
     for path in ('"/api/alerts?status=live"', '"/api/stream"', '"/api/devices"',
                  '"/api/notifications?limit="', '"/api/sites"', '"/assign"', '"/assignees"'):
         assert path in board
