@@ -33,23 +33,24 @@ async def _row(db: AsyncConnection[Any], receiver: str) -> tuple[Any, ...] | Non
     return await cur.fetchone()
 
 
+async def _failed_once(db: AsyncConnection[Any], receiver: str) -> None:
+    async def failed() -> bool:
+        row = await _row(db, receiver)
+        return row is not None and row[2] >= 1
+    await eventually(failed, f"the first (failing) attempt to {receiver}")
+
+
 async def test_an_escalation_page_retried_after_the_ack_is_withdrawn(
         pg_dsn: str, db_schema: str, sink: LocalSink) -> None:
     sink.fail_next = _DOWN
     async with service(settings_for(sink.port), pg_dsn, db_schema) as (run, db):
         await run.publish(gas(32.0))
 
-        async def station_failed() -> bool:
-            row = await _row(db, "station")
-            return row is not None and row[2] >= 1
-        await eventually(station_failed, "the fire station's first (failing) attempt")
+        await _failed_once(db, "station")
 
         run.clock.advance(60.0)  # nobody acknowledged: the duty officer's step is due
 
-        async def duty_failed() -> bool:
-            row = await _row(db, "duty")
-            return row is not None and row[2] >= 1
-        await eventually(duty_failed, "the duty officer's first (failing) attempt")
+        await _failed_once(db, "duty")
         duty = await _row(db, "duty")
         assert duty is not None and duty[:2] == (2, "pending"), duty
 
@@ -79,10 +80,7 @@ async def test_a_message_retried_when_its_alert_is_silenced_waits_for_the_silenc
     async with service(settings_for(sink.port), pg_dsn, db_schema) as (run, db):
         await run.publish(gas(32.0))
 
-        async def station_failed() -> bool:
-            row = await _row(db, "station")
-            return row is not None and row[2] >= 1
-        await eventually(station_failed, "the fire station's first (failing) attempt")
+        await _failed_once(db, "station")
 
         [alert] = await list_alerts(db)
         await create_silence(db, site="sunshine", device_id=alert.device_id,
