@@ -151,6 +151,8 @@ class MqttSource:
         self._client.on_message = self._on_message
         self._client.on_plain_publish = self._on_publish
         self._client.on_subscribe = self._on_subscribe
+        self._client.on_unsubscribe = self._on_unsubscribe
+        self._answered_unsubscribes: set[int] = set()
         self._pending_subscriptions: set[int] = set()
         self._lock = threading.Lock()
         self._buffer: list[RawMessage] = []
@@ -192,8 +194,28 @@ class MqttSource:
         deadline = time.monotonic() + _FLUSH_ACKS_S
         while self._client.want_write() and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
+        await self._round_trip(deadline)
         self._client.disconnect()
         await asyncio.to_thread(self._client.loop_stop)
+
+    async def _round_trip(self, deadline: float) -> None:
+        """Until the broker answers a request sent after every PUBACK (or ``deadline``).
+
+        A PUBACK written to the socket can still be lost if the connection closes before
+        the broker reads it (under load, acknowledged messages came back on the next
+        connection). The broker handles a connection's packets in order, so its answer to
+        an UNSUBSCRIBE of a filter never subscribed says every PUBACK before it arrived.
+        """
+        if not self._client.is_connected():
+            return
+        result, mid = self._client.unsubscribe(f"{self._topic_root}/.closing")
+        if result != mqtt.MQTT_ERR_SUCCESS or mid is None:
+            return
+        while mid not in self._answered_unsubscribes and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        if mid not in self._answered_unsubscribes:
+            log.warning("mqtt host=%s did not confirm our acknowledgements before closing; "
+                        "some messages may come again", self._host)
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
                     reason: ReasonCode, properties: Properties | None) -> None:
@@ -220,6 +242,10 @@ class MqttSource:
         self._pending_subscriptions.discard(mid)
         if not self._pending_subscriptions:
             self._connected.set()
+
+    def _on_unsubscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                        reason_codes: list[ReasonCode], properties: Properties | None) -> None:
+        self._answered_unsubscribes.add(mid)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
                        reason: ReasonCode, properties: Properties | None) -> None:
