@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -94,6 +95,19 @@ def kafka_bootstrap() -> str:
     address = _required("SHOUWANG_TEST_KAFKA")
     _reachable("Kafka", address)
     return address
+
+
+@pytest.fixture
+def data_root() -> Iterator[Path]:
+    """A scratch folder for the data dirs of private servers (PostgreSQL, brokers).
+
+    Not tmp_path: as root, PostgreSQL runs as a system user that cannot enter
+    /tmp/pytest-of-root.
+    """
+    root = Path(tempfile.mkdtemp(prefix="shouwang-data-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

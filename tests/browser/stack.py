@@ -27,7 +27,7 @@ from shouwang.sink import LocalSink
 from shouwang.store import ReadingStore, connect
 from shouwang.wiring import ServiceRunner, ingest_service, mqtt_source, prepare_store
 from tests.integration.console_auth import PASSWORD, add_user
-from tests.integration.e2e import community
+from tests.integration.e2e import community, services_running
 from tests.integration.mqtt_util import publish_all
 
 __all__ = ["XSS_DEVICE", "XSS_NAME", "Stack", "log_in", "running_stack"]
@@ -99,13 +99,9 @@ async def running_stack(pg_dsn: str, schema: str, mqtt_addr: tuple[str, int], ru
             runner.add("detectors", DetectorService(settings, bus).run)
             runner.add("alerting", AlertingService(settings, bus, pg_dsn, schema=schema).run)
             runner.add("console", console.run)
-            running = asyncio.create_task(runner.run(), name="test.stack")
-            try:
+            async with services_running(runner, stop, "test.stack"):
                 await asyncio.wait_for(console.ready.wait(), 20)
                 yield Stack(settings, console, mqtt_addr, root, pg_dsn, schema, bus)
-            finally:
-                stop.set()
-                await running
     finally:
         stop.set()
         await sink_task

@@ -36,6 +36,7 @@ from shouwang.sink import LocalSink
 from shouwang.store import connect
 from shouwang.wiring import ServiceRunner, prepare_store
 from tests.faults.fleet import GHOST, LEAK_DEVICE, QUIET_DEVICES, SITE, Published
+from tests.integration.e2e import SINK_RECEIVERS, sink_alerting
 
 __all__ = ["Counts", "ServiceProcess", "Stack", "assert_exact", "console_healthy", "count",
            "landed_readings", "pipeline", "scalar", "settle", "until"]
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 
 _ROOT = Path(__file__).resolve().parents[2]
 # One red gas alert for the leaking detector, sent once to each of these receivers.
-RECEIVERS = ("fire-station-sms", "loudspeakers")
+RECEIVERS = SINK_RECEIVERS
 
 
 def _free_port() -> int:
@@ -75,16 +76,7 @@ def _config(sink_port: int, *, dsn: str, schema: str, mqtt_port: int, kafka: str
         "console": {"host": "127.0.0.1", "port": console_port},
         "sites": [{"id": SITE, "name": "阳光小区"}],
         "devices": devices,
-        "alerting": {
-            "receivers": [
-                {"name": "fire-station-sms", "channel": "sms",
-                 "urls": [f"json://127.0.0.1:{sink_port}/sms"]},
-                {"name": "loudspeakers", "channel": "broadcast",
-                 "urls": [f"json://127.0.0.1:{sink_port}/broadcast"]},
-            ],
-            "routes": [{"hazards": ["gas"], "min_severity": "orange",
-                        "receivers": list(RECEIVERS)}],
-        },
+        "alerting": sink_alerting(sink_port, ["gas"]),
     }
 
 

@@ -23,6 +23,7 @@ import pytest
 from shouwang.store import connect
 from tests.faults.fleet import Fleet
 from tests.faults.stack import Stack, assert_exact, pipeline, settle, until
+from tests.integration.e2e import sink_receivers
 from tests.integration.local_servers import hanging_server, running_sink
 
 pytestmark = pytest.mark.integration
@@ -149,10 +150,7 @@ def _hang_alerting(hang_port: int) -> Callable[[int], dict[str, Any]]:
     def section(sink_port: int) -> dict[str, Any]:  # Any: YAML-shaped
         return {
             "receivers": [
-                {"name": "fire-station-sms", "channel": "sms",
-                 "urls": [f"json://127.0.0.1:{sink_port}/sms"]},
-                {"name": "loudspeakers", "channel": "broadcast",
-                 "urls": [f"json://127.0.0.1:{sink_port}/broadcast"]},
+                *sink_receivers(sink_port),
                 {"name": "property-webhook", "channel": "webhook",
                  "urls": [f"json://127.0.0.1:{hang_port}/hook"]},
             ],

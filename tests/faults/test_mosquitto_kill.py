@@ -30,7 +30,6 @@ import itertools
 import logging
 import re
 import time
-from pathlib import Path
 
 import orjson
 import pytest
@@ -39,7 +38,7 @@ from config.settings import HealthSettings
 from detectors.health import DeviceHealth
 from ingest import MqttSource
 from shouwang.models import Detection, Reading
-from tests.faults.broker import SHIPPED_SETTINGS, PrivateMosquitto
+from tests.faults.broker import PrivateMosquitto
 from tests.faults.load import DevicePublisher
 from tests.faults.pipeline import (
     DEVICE,
@@ -91,30 +90,25 @@ def _snapshot(seqs: set[int]) -> set[int]:
 
 
 async def test_mosquitto_kill_9_mid_stream_loss_is_bounded_and_counted(
-        pg_dsn: str, db_schema: str, tmp_path: Path, run_id: str) -> None:
+        pg_dsn: str, db_schema: str, run_id: str, broker: PrivateMosquitto) -> None:
     await register(pg_dsn, db_schema)
-    broker = PrivateMosquitto(tmp_path / "mqtt", SHIPPED_SETTINGS)
-    broker.start()
-    try:
-        async with running_ingest(pg_dsn, db_schema, broker.port, run_id):
-            await asyncio.to_thread(broker.save)  # ingest's session is on disk, as autosave does
-            device = DevicePublisher(broker.port, TOPIC, LOAD, chunk=50, pause_s=0.02)
-            device.start()
-            await wait_for_rows(pg_dsn, db_schema, LOAD // 4)
-            # Stored before the kill (a subset of what ingest had), acknowledged after it (a
-            # superset of what the dead broker acknowledged): the bound errs on the safe side.
-            handed_on = set(await landed_seqs(pg_dsn, db_schema))
-            await asyncio.to_thread(broker.stop, kill=True)
-            acked_at_kill = _snapshot(device.acked)
-            assert len(acked_at_kill) < LOAD, "the kill must come mid-stream"
-            at_risk = acked_at_kill - handed_on
-            bound = len(at_risk)
-            await asyncio.to_thread(broker.start)
-            await asyncio.to_thread(device.join)
-            await wait_settled(pg_dsn, db_schema, until=LOAD - 1)
-            landed = await wait_settled(pg_dsn, db_schema, quiet_s=1.0)
-    finally:
-        broker.stop()
+    async with running_ingest(pg_dsn, db_schema, broker.port, run_id):
+        await asyncio.to_thread(broker.save)  # ingest's session is on disk, as autosave does
+        device = DevicePublisher(broker.port, TOPIC, LOAD, chunk=50, pause_s=0.02)
+        device.start()
+        await wait_for_rows(pg_dsn, db_schema, LOAD // 4)
+        # Stored before the kill (a subset of what ingest had), acknowledged after it (a
+        # superset of what the dead broker acknowledged): the bound errs on the safe side.
+        handed_on = set(await landed_seqs(pg_dsn, db_schema))
+        await asyncio.to_thread(broker.stop, kill=True)
+        acked_at_kill = _snapshot(device.acked)
+        assert len(acked_at_kill) < LOAD, "the kill must come mid-stream"
+        at_risk = acked_at_kill - handed_on
+        bound = len(at_risk)
+        await asyncio.to_thread(broker.start)
+        await asyncio.to_thread(device.join)
+        await wait_settled(pg_dsn, db_schema, until=LOAD - 1)
+        landed = await wait_settled(pg_dsn, db_schema, quiet_s=1.0)
     published = len(device.acked)
     distinct = set(landed)
     gap = _seq_gap(landed)
@@ -132,7 +126,7 @@ async def test_mosquitto_kill_9_mid_stream_loss_is_bounded_and_counted(
 
 
 async def test_mosquitto_kill_9_with_ingest_away_loses_exactly_the_unsaved_queue(
-        pg_dsn: str, db_schema: str, tmp_path: Path, run_id: str) -> None:
+        pg_dsn: str, db_schema: str, run_id: str, broker: PrivateMosquitto) -> None:
     """Ingest away (its session on the broker), devices go on: the broker queues for it and
     dies before the next save. Every queued message is lost, no more, and counted."""
     await register(pg_dsn, db_schema)
@@ -144,27 +138,22 @@ async def test_mosquitto_kill_9_with_ingest_away_loses_exactly_the_unsaved_queue
                                       "values": {"lel": 1.0}}))
                 for seq in range(first, first + count)]
 
-    broker = PrivateMosquitto(tmp_path / "mqtt", SHIPPED_SETTINGS)
-    broker.start()
-    try:
-        async with running_ingest(pg_dsn, db_schema, broker.port, run_id):
-            assert publish_all(("127.0.0.1", broker.port), messages(0, 1)) == 1
-            await wait_settled(pg_dsn, db_schema, until=0)
-        await asyncio.to_thread(broker.save)  # the last save: ingest's session, nothing queued
-        acked = await asyncio.to_thread(publish_all, ("127.0.0.1", broker.port),
-                                        messages(1, queued))
-        assert acked == queued  # acknowledged to the device, queued for the absent ingest
-        await asyncio.to_thread(broker.stop, kill=True)
-        await asyncio.to_thread(broker.start)
-        async with MqttSource(host="127.0.0.1", port=broker.port, client_id=run_id,
-                              topic_root=ROOT) as source:
-            assert source.pending() == 0  # the session survived; its queue did not
-        async with running_ingest(pg_dsn, db_schema, broker.port, run_id):
-            after = 60
-            assert publish_all(("127.0.0.1", broker.port), messages(1 + queued, after)) == after
-            landed = await wait_settled(pg_dsn, db_schema, until=queued + after)
-    finally:
-        broker.stop()
+    async with running_ingest(pg_dsn, db_schema, broker.port, run_id):
+        assert publish_all(("127.0.0.1", broker.port), messages(0, 1)) == 1
+        await wait_settled(pg_dsn, db_schema, until=0)
+    await asyncio.to_thread(broker.save)  # the last save: ingest's session, nothing queued
+    acked = await asyncio.to_thread(publish_all, ("127.0.0.1", broker.port),
+                                    messages(1, queued))
+    assert acked == queued  # acknowledged to the device, queued for the absent ingest
+    await asyncio.to_thread(broker.stop, kill=True)
+    await asyncio.to_thread(broker.start)
+    async with MqttSource(host="127.0.0.1", port=broker.port, client_id=run_id,
+                          topic_root=ROOT) as source:
+        assert source.pending() == 0  # the session survived; its queue did not
+    async with running_ingest(pg_dsn, db_schema, broker.port, run_id):
+        after = 60
+        assert publish_all(("127.0.0.1", broker.port), messages(1 + queued, after)) == after
+        landed = await wait_settled(pg_dsn, db_schema, until=queued + after)
     published = 1 + queued + after
     gap = _seq_gap(landed)
     bound = queued  # acknowledged since the last save and never handed to ingest

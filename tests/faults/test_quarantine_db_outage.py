@@ -20,11 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
-import shutil
-import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,9 +37,10 @@ from ingest.quarantine_store import QuarantineStore, QuarantineStoreError
 from shouwang.bus import MemoryBus
 from shouwang.codec import decode_detection
 from shouwang.embedded import EmbeddedPostgres
-from shouwang.store import ReadingStore, connect
+from shouwang.store import ReadingStore
 from shouwang.wiring import prepare_store
 from tests.faults.broker import free_port
+from tests.integration.db_query import db_rows, rejected_messages
 
 pytestmark = pytest.mark.integration
 
@@ -60,16 +58,6 @@ FLOOD = FloodSettings(rate_factor=20, min_rate_per_s=1, burst_messages=20,
                       quarantine_after_s=2, release_quiet_s=30, reject_sample_s=1, sync_s=0.2)
 VALUES = {"lel": 1.0, "battery": 90.0}
 TIMEOUT_S = 30.0
-
-
-@pytest.fixture
-def pg_root() -> Iterator[Path]:
-    # Not tmp_path: as root, PostgreSQL runs as a system user that cannot enter
-    # /tmp/pytest-of-root.
-    root = Path(tempfile.mkdtemp(prefix="shouwang-quarantine-"))
-    root.chmod(0o755)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
 
 
 class Clock:
@@ -202,23 +190,7 @@ async def _more_syncs(*instances: Instance, count: int = 3) -> None:
 
 
 async def _rows(dsn: str, query: str, *args: object) -> list[tuple[Any, ...]]:
-    conn = await connect(dsn, SCHEMA, autocommit=True)
-    try:
-        cur = await conn.execute(query, args or None)
-        return await cur.fetchall()
-    finally:
-        await conn.close()
-
-
-def _counted(rows: list[tuple[Any, ...]], reason: str) -> int:
-    """Messages the sampled rejects rows stand for: each detail starts with its count."""
-    total = 0
-    for row_reason, detail in rows:
-        if row_reason == reason:
-            match = re.match(r"(\d+) messages", detail)
-            assert match, detail
-            total += int(match.group(1))
-    return total
+    return await db_rows(dsn, SCHEMA, query, *args)  # every table here is in SCHEMA
 
 
 @contextlib.asynccontextmanager
@@ -248,10 +220,10 @@ async def _instances(settings: Settings, dsn: str, bus: MemoryBus,
 
 
 async def test_quarantine_sync_with_the_database_down(
-        pg_root: Path, caplog: pytest.LogCaptureFixture) -> None:
+        data_root: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     t0 = time.time()
-    async with EmbeddedPostgres(pg_root / "pg", port=free_port()) as pg:
+    async with EmbeddedPostgres(data_root / "pg", port=free_port()) as pg:
         dsn = pg.dsn
         settings = _settings(dsn)
         await prepare_store(dsn, settings)
@@ -369,8 +341,8 @@ async def test_quarantine_sync_with_the_database_down(
             async def rejects_add_up() -> bool:
                 rows = await _rows(dsn, "SELECT reason, detail FROM rejects WHERE "
                                         "device_id = %s", FLOODER)
-                return (_counted(rows, "rate_limited") == guard_a.rate_limited
-                        and _counted(rows, "quarantined") == dropped + guard_b.dropped)
+                return (rejected_messages(rows, "rate_limited") == guard_a.rate_limited
+                        and rejected_messages(rows, "quarantined") == dropped + guard_b.dropped)
             await _until(rejects_add_up, "the sampled rejects to add up")
             rows = (await _rows(dsn, "SELECT count(*) FROM rejects"))[0][0]
             assert rows <= 2 * (FLOOD_S / FLOOD.reject_sample_s + 3), rows
@@ -393,12 +365,12 @@ async def test_quarantine_sync_with_the_database_down(
 
 
 async def test_each_instance_quarantines_its_share_and_the_row_adds_up(
-        pg_root: Path, caplog: pytest.LogCaptureFixture) -> None:
+        data_root: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A flood split over both instances during the outage: each quarantines on its own
     share; once the database is back the one row keeps the first quarantine and counts the
     messages both dropped."""
     t0 = time.time()
-    async with EmbeddedPostgres(pg_root / "pg", port=free_port()) as pg:
+    async with EmbeddedPostgres(data_root / "pg", port=free_port()) as pg:
         dsn = pg.dsn
         await prepare_store(dsn, _settings(dsn))
         async with MemoryBus() as bus, _instances(_settings(dsn), dsn, bus, t0) as (a, b):

@@ -11,10 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,16 +38,6 @@ LOAD = 3000
 PG_OUTAGE_S = float(os.environ.get("SHOUWANG_FAULT_PG_OUTAGE_S", "30"))
 
 
-@pytest.fixture
-def pg_root() -> Iterator[Path]:
-    # Not tmp_path: as root, PostgreSQL runs as a system user that cannot enter
-    # /tmp/pytest-of-root.
-    root = Path(tempfile.mkdtemp(prefix="shouwang-faults-"))
-    root.chmod(0o755)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
-
-
 def _count(published: set[int], landed: list[int]) -> tuple[int, int, int, int]:
     distinct = set(landed)
     return (len(published), len(distinct), len(published - distinct),
@@ -58,24 +45,19 @@ def _count(published: set[int], landed: list[int]) -> tuple[int, int, int, int]:
 
 
 async def test_mosquitto_restarts_mid_stream_nothing_lost_or_duplicated(
-        pg_dsn: str, db_schema: str, tmp_path: Path, run_id: str) -> None:
+        pg_dsn: str, db_schema: str, run_id: str, broker: PrivateMosquitto) -> None:
     await register(pg_dsn, db_schema)
-    broker = PrivateMosquitto(tmp_path / "mqtt", SHIPPED_SETTINGS)
-    broker.start()
-    try:
-        async with running_ingest(pg_dsn, db_schema, broker.port, run_id):
-            device = DevicePublisher(broker.port, TOPIC, LOAD, chunk=50, pause_s=0.02)
-            device.start()
-            await wait_for_rows(pg_dsn, db_schema, LOAD // 4)
-            # Graceful restart: the broker saves sessions and queued messages to disk.
-            await asyncio.to_thread(broker.stop)
-            assert len(device.acked) < LOAD, "the restart must come mid-stream"
-            await asyncio.to_thread(broker.start)
-            await asyncio.to_thread(device.join)
-            landed = await wait_settled(pg_dsn, db_schema, until=LOAD - 1)
-            landed = await wait_settled(pg_dsn, db_schema, quiet_s=1.0)
-    finally:
-        broker.stop()
+    async with running_ingest(pg_dsn, db_schema, broker.port, run_id):
+        device = DevicePublisher(broker.port, TOPIC, LOAD, chunk=50, pause_s=0.02)
+        device.start()
+        await wait_for_rows(pg_dsn, db_schema, LOAD // 4)
+        # Graceful restart: the broker saves sessions and queued messages to disk.
+        await asyncio.to_thread(broker.stop)
+        assert len(device.acked) < LOAD, "the restart must come mid-stream"
+        await asyncio.to_thread(broker.start)
+        await asyncio.to_thread(device.join)
+        landed = await wait_settled(pg_dsn, db_schema, until=LOAD - 1)
+        landed = await wait_settled(pg_dsn, db_schema, quiet_s=1.0)
     published, distinct, lost, duplicated = _count(device.acked, landed)
     assert published == LOAD
     assert (lost, duplicated) == (0, 0), (published, distinct, lost, duplicated)
@@ -83,11 +65,11 @@ async def test_mosquitto_restarts_mid_stream_nothing_lost_or_duplicated(
 
 
 async def test_postgres_stopped_nothing_lost_or_duplicated(
-        pg_root: Path, tmp_path: Path, run_id: str) -> None:
+        data_root: Path, tmp_path: Path, run_id: str) -> None:
     """Ingest holds its batch and retries; MQTT acks wait, so the broker keeps the rest."""
     schema = "faults"
     # A fixed port: the restarted server must be where ingest's DSN points.
-    async with EmbeddedPostgres(pg_root / "pg", port=free_port()) as pg:
+    async with EmbeddedPostgres(data_root / "pg", port=free_port()) as pg:
         dsn = pg.dsn
         conn = await connect(dsn, schema)
         await migrate(conn, schema)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
+
+from shouwang.wiring import ServiceRunner
 
 DEVICE_TYPES = ("gas", "smoke", "water", "electrical", "wearable")
 NORMAL = {
@@ -19,6 +22,28 @@ NORMAL = {
 }
 LEAK_DEVICE = "gas-leak"
 LEAK_RAMP = (2.0, 6.0, 12.0, 20.0, 27.0, 33.0, 41.0, 52.0, 58.0, 60.0)  # %LEL
+SINK_RECEIVERS = ("fire-station-sms", "loudspeakers")
+
+
+def sink_receivers(sink_port: int) -> list[dict[str, Any]]:  # Any: YAML-shaped
+    """The SINK_RECEIVERS, an SMS one and a broadcast one, both sending to the local sink on
+    ``sink_port``."""
+    return [
+        {"name": "fire-station-sms", "channel": "sms",
+         "urls": [f"json://127.0.0.1:{sink_port}/sms"]},
+        {"name": "loudspeakers", "channel": "broadcast",
+         "urls": [f"json://127.0.0.1:{sink_port}/broadcast"]},
+    ]
+
+
+def sink_alerting(sink_port: int, hazards: Sequence[str]) -> dict[str, Any]:  # Any: YAML-shaped
+    """Alerting settings that send each of ``hazards`` from orange up to both
+    ``sink_receivers``."""
+    return {
+        "receivers": sink_receivers(sink_port),
+        "routes": [{"hazards": list(hazards), "min_severity": "orange",
+                    "receivers": list(SINK_RECEIVERS)}],
+    }
 
 
 def community(sink_port: int) -> dict[str, Any]:  # Any: YAML-shaped settings
@@ -29,16 +54,7 @@ def community(sink_port: int) -> dict[str, Any]:  # Any: YAML-shaped settings
     return {
         "sites": [{"id": "sunshine", "name": "阳光小区"}],
         "devices": devices,
-        "alerting": {
-            "receivers": [
-                {"name": "fire-station-sms", "channel": "sms",
-                 "urls": [f"json://127.0.0.1:{sink_port}/sms"]},
-                {"name": "loudspeakers", "channel": "broadcast",
-                 "urls": [f"json://127.0.0.1:{sink_port}/broadcast"]},
-            ],
-            "routes": [{"hazards": ["*"], "min_severity": "orange",
-                        "receivers": ["fire-station-sms", "loudspeakers"]}],
-        },
+        "alerting": sink_alerting(sink_port, ["*"]),
     }
 
 
@@ -66,3 +82,16 @@ async def eventually(probe: Callable[[], Awaitable[bool]], timeout_s: float = 30
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def services_running(runner: ServiceRunner, stop: asyncio.Event,
+                           name: str) -> AsyncIterator[None]:
+    """Runs ``runner``'s services in a task named ``name``; on the way out, even from a
+    failed test, sets ``stop`` and waits for them all to end."""
+    running = asyncio.create_task(runner.run(), name=name)
+    try:
+        yield
+    finally:
+        stop.set()
+        await running

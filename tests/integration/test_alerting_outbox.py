@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -24,6 +24,7 @@ from shouwang.models import Alert, Detection, DetectionKind, Severity
 from shouwang.store import connect
 from shouwang.store.alerts import upsert_live
 from shouwang.store.registry import sync_registry
+from tests.integration.test_alerting_service import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -51,15 +52,6 @@ class ScriptedNotifier:
         if not title.startswith("【红色预警】阳光小区"):
             raise NotifyError(f"unexpected title {title!r}", retryable=False)
         self.sent.append((receiver.name, body, time.monotonic()))
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str,
-                     timeout_s: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @asynccontextmanager

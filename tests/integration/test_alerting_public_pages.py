@@ -29,6 +29,7 @@ from shouwang.bus import MemoryBus
 from shouwang.models import AlertStatus
 from shouwang.sink import LocalSink
 from shouwang.store.alerts import list_alerts, list_events, transition
+from tests.integration.console_app import asgi_client
 from tests.integration.test_alerting_escalation import _sent, gas, service, settings_for
 from tests.integration.test_alerting_service import START
 
@@ -58,8 +59,7 @@ async def console(settings: Settings, dsn: str, schema: str,
                   clock: Any) -> AsyncIterator[httpx.AsyncClient]:  # Any: the fake clock
     async with MemoryBus() as bus:
         app = create_app(settings, dsn, bus, schema=schema, clock=clock)
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://console") as client:
+        async with asgi_client(app) as client:
             yield client
 
 

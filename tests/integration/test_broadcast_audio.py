@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
@@ -26,6 +25,7 @@ from alerting.speech import AUDIO_NAME, SpeechSynthesizer, find_speech, wav_dura
 from config.settings import BroadcastSettings, DatabaseSettings, Settings
 from console import create_app
 from shouwang.bus import MemoryBus
+from tests.integration.console_app import asgi_client
 
 pytestmark = pytest.mark.integration
 
@@ -166,8 +166,7 @@ async def test_the_console_serves_a_stored_clip_by_name_only(
     assert clip is not None
     async with MemoryBus() as bus:
         app = create_app(console_settings(tmp_path), pg_dsn, bus, schema=db_schema)
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://console") as web:
+        async with asgi_client(app) as web:
             found = await web.get(f"/broadcast/audio/{clip.name}")
             assert found.status_code == 200
             assert found.headers["content-type"] == "audio/wav"
@@ -199,8 +198,7 @@ async def test_store_and_fetch_of_a_one_minute_clip_stay_quick(
     assert clip is not None and clip.duration_s > 30
     async with MemoryBus() as bus:
         app = create_app(console_settings(tmp_path), pg_dsn, bus, schema=db_schema)
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://console") as web:
+        async with asgi_client(app) as web:
             started = time.perf_counter()
             found = await web.get(f"/broadcast/audio/{clip.name}")
             fetched_s = time.perf_counter() - started
@@ -234,8 +232,7 @@ async def test_the_console_serves_byte_ranges_of_a_clip(
     etag = '"0123456789abcdef0123456789abcdef"'
     async with MemoryBus() as bus:
         app = create_app(console_settings(tmp_path), pg_dsn, bus, schema=db_schema)
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://console") as web:
+        async with asgi_client(app) as web:
             whole = await web.get(url)
             assert whole.status_code == 200 and whole.content == wav
             assert whole.headers["accept-ranges"] == "bytes"

@@ -22,6 +22,7 @@ from shouwang.models import AlertStatus, Detection, DetectionKind, Severity
 from shouwang.store import connect
 from shouwang.store.alerts import upsert_live
 from shouwang.store.registry import sync_registry
+from tests.integration.console_app import Clock, asgi_client
 from tests.integration.console_auth import add_user, log_in
 
 pytestmark = pytest.mark.integration
@@ -44,14 +45,6 @@ SETTINGS = Settings(
                      report_interval_s=60),
     ),
 )
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -98,8 +91,7 @@ async def console(pg_dsn: str, db_schema: str) -> AsyncIterator[Console]:
         clock = Clock(NOW)
         async with MemoryBus() as bus:
             app = create_app(SETTINGS, pg_dsn, bus, schema=db_schema, clock=clock)
-            async with app.router.lifespan_context(app), httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=app), base_url="http://console") as client:
+            async with asgi_client(app) as client:
                 await log_in(client, "王值班")
                 yield Console(client=client, bus=bus, db=db, clock=clock, alert_id=alert_id)
     finally:
@@ -115,8 +107,7 @@ async def test_healthz(console: Console) -> None:
 async def test_healthz_is_503_without_database() -> None:
     async with MemoryBus() as bus:
         app = create_app(SETTINGS, "postgresql://shouwang@127.0.0.1:1/shouwang", bus)
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://console") as client:
+        async with asgi_client(app) as client:
             response = await client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["status"] == "unavailable"

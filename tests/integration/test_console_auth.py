@@ -30,11 +30,10 @@ from console.user_admin import add_user as add_user_command
 from console.users import DuplicateUser, Role, verify_login
 from shouwang.bus import MemoryBus
 from shouwang.catalog import DeviceType
-from shouwang.models import Detection, DetectionKind, Severity
 from shouwang.store import connect
-from shouwang.store.alerts import upsert_live
 from shouwang.store.registry import sync_registry
-from tests.integration.console_auth import PASSWORD, add_user, log_in
+from tests.integration.console_app import Clock, LogsIn, asgi_client, client_maker, open_alert
+from tests.integration.console_auth import PASSWORD, add_user
 
 pytestmark = pytest.mark.integration
 
@@ -51,27 +50,14 @@ SETTINGS = Settings(
 )
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @dataclass
-class Stack:
+class Stack(LogsIn):
     app: Any  # the Starlette app
     db: AsyncConnection[Any]
     clock: Clock
     s1_alert: int
     s2_alert: int
     client: Callable[[], httpx.AsyncClient]
-
-    async def as_user(self, name: str) -> httpx.AsyncClient:
-        client = self.client()
-        await log_in(client, name)
-        return client
 
     async def status(self, alert_id: int) -> str:
         cur = await self.db.execute("SELECT status FROM alerts WHERE id = %s", (alert_id,))
@@ -81,22 +67,18 @@ class Stack:
 
 
 async def _open_alert(db: AsyncConnection[Any], device: str, site: str, hazard: str) -> int:
-    detection = Detection(ts=NOW, device_id=device, site=site, hazard=hazard,
-                          kind=DetectionKind.HAZARD, severity=Severity.RED, firing=True,
-                          metric="lel", value=50.0, level=2, message=hazard)
-    async with db.transaction(), db.cursor() as cur:
-        alert, _, _ = await upsert_live(cur, detection, NOW)
+    """An open alert with one SMS notification to the site's station."""
+    alert_id = await open_alert(db, device, site, hazard, at=NOW, value=50.0)
     await db.execute(
         "INSERT INTO notifications (alert_id, receiver, channel, body, created_at, "
         "next_attempt_at) VALUES (%s, %s, 'sms', %s, now(), now())",
-        (alert.id, f"station-{site}", f"about {site}"))
-    return alert.id
+        (alert_id, f"station-{site}", f"about {site}"))
+    return alert_id
 
 
 @pytest.fixture
 async def stack(pg_dsn: str, db_schema: str) -> AsyncIterator[Stack]:
     db = await connect(pg_dsn, db_schema, autocommit=True)
-    clients: list[httpx.AsyncClient] = []
     try:
         await sync_registry(db, SETTINGS.site_map().values(), SETTINGS.device_map().values())
         s1 = await _open_alert(db, "g1", "s1", "gas")
@@ -108,18 +90,9 @@ async def stack(pg_dsn: str, db_schema: str) -> AsyncIterator[Stack]:
         clock = Clock(NOW)
         async with MemoryBus() as bus:
             app = create_app(SETTINGS, pg_dsn, bus, schema=db_schema, clock=clock)
-
-            def client() -> httpx.AsyncClient:
-                made = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                         base_url="http://console")
-                clients.append(made)
-                return made
-
-            async with app.router.lifespan_context(app):
+            async with client_maker(app) as client:
                 yield Stack(app=app, db=db, clock=clock, s1_alert=s1, s2_alert=s2,
                             client=client)
-                for made in clients:
-                    await made.aclose()
     finally:
         await db.close()
 
@@ -184,8 +157,7 @@ async def test_secure_cookie_over_tls(pg_dsn: str, db_schema: str) -> None:
         await db.close()
     async with MemoryBus() as bus:
         app = create_app(SETTINGS, pg_dsn, bus, schema=db_schema)
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="https://console") as client:
+        async with asgi_client(app, base_url="https://console") as client:
             response = await client.post("/api/login",
                                          json={"name": "duty", "password": PASSWORD})
     assert response.status_code == 200
@@ -331,8 +303,7 @@ async def test_behind_a_trusted_proxy_each_client_has_its_own_login_limit(
         await add_user(db, "duty", Role.DUTY_OFFICER, ("s1", "s2"))
         async with MemoryBus() as bus:
             app = create_app(settings, pg_dsn, bus, schema=db_schema, clock=Clock(NOW))
-            async with app.router.lifespan_context(app), httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=app), base_url="http://console") as client:
+            async with asgi_client(app) as client:
 
                 def via(address: str) -> dict[str, str]:
                     return {"x-forwarded-for": f"198.51.100.99, {address}"}
@@ -373,8 +344,7 @@ async def test_one_client_guessing_cannot_lock_out_the_owner_but_many_clients_ca
         await add_user(db, "duty", Role.DUTY_OFFICER, ("s1",))
         async with MemoryBus() as bus:
             app = create_app(settings, pg_dsn, bus, schema=db_schema, clock=clock)
-            async with app.router.lifespan_context(app), httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=app), base_url="http://console") as client:
+            async with asgi_client(app) as client:
 
                 async def login(address: str, password: str) -> int:
                     response = await client.post(

@@ -38,11 +38,12 @@ from console.views import iso_utc
 from shouwang.bus import MemoryBus
 from shouwang.catalog import DeviceType
 from shouwang.codec import encode_alert
-from shouwang.models import AlertStatus, Detection, DetectionKind, Severity
+from shouwang.models import AlertStatus
 from shouwang.store import connect
-from shouwang.store.alerts import transition, upsert_live
+from shouwang.store.alerts import transition
 from shouwang.store.registry import sync_registry
-from tests.integration.console_auth import add_user, log_in
+from tests.integration.console_app import Clock, LogsIn, client_maker, open_alert
+from tests.integration.console_auth import add_user
 
 pytestmark = pytest.mark.integration
 
@@ -89,16 +90,8 @@ SETTINGS = Settings(
 )
 
 
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @dataclass
-class Board:
+class Board(LogsIn):
     app: Any  # the Starlette app
     db: AsyncConnection[Any]
     bus: MemoryBus
@@ -107,34 +100,19 @@ class Board:
     s2_alert: int
     client: Callable[[], httpx.AsyncClient]
 
-    async def as_user(self, name: str) -> httpx.AsyncClient:
-        client = self.client()
-        await log_in(client, name)
-        return client
-
     @property
     def context(self) -> ConsoleContext:
         context: ConsoleContext = self.app.state.console
         return context
 
 
-async def _open_alert(db: AsyncConnection[Any], device: str, site: str, hazard: str) -> int:
-    detection = Detection(ts=OPENED, device_id=device, site=site, hazard=hazard,
-                          kind=DetectionKind.HAZARD, severity=Severity.RED, firing=True,
-                          metric="lel", value=60.0, level=2, message=hazard)
-    async with db.transaction(), db.cursor() as cur:
-        alert, _, _ = await upsert_live(cur, detection, OPENED)
-    return alert.id
-
-
 @pytest.fixture
 async def board(pg_dsn: str, db_schema: str) -> AsyncIterator[Board]:
     db = await connect(pg_dsn, db_schema, autocommit=True)
-    clients: list[httpx.AsyncClient] = []
     try:
         await sync_registry(db, SETTINGS.site_map().values(), SETTINGS.device_map().values())
-        s1 = await _open_alert(db, "g1", "s1", "gas")
-        s2 = await _open_alert(db, "k2", "s2", "smoke")
+        s1 = await open_alert(db, "g1", "s1", "gas", at=OPENED, value=60.0)
+        s2 = await open_alert(db, "k2", "s2", "smoke", at=OPENED, value=60.0)
         # As the escalator leaves it: steps 1 and 2 sent at once, step 3 due 60 s in.
         await db.execute("INSERT INTO escalations (alert_id, policy, next_step, due_at) "
                          "VALUES (%s, 'fire-gas', 2, to_timestamp(%s))", (s1, OPENED + 60))
@@ -146,18 +124,9 @@ async def board(pg_dsn: str, db_schema: str) -> AsyncIterator[Board]:
         clock = Clock(NOW)
         async with MemoryBus() as bus:
             app = create_app(SETTINGS, pg_dsn, bus, schema=db_schema, clock=clock)
-
-            def client() -> httpx.AsyncClient:
-                made = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                         base_url="http://console")
-                clients.append(made)
-                return made
-
-            async with app.router.lifespan_context(app):
+            async with client_maker(app) as client:
                 yield Board(app=app, db=db, bus=bus, clock=clock, s1_alert=s1, s2_alert=s2,
                             client=client)
-                for made in clients:
-                    await made.aclose()
     finally:
         await db.close()
 

@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
@@ -25,6 +24,7 @@ from console.user_admin import change_password
 from console.users import Role, count_users, verify_login
 from shouwang.bus import MemoryBus
 from shouwang.store import connect
+from tests.integration.console_app import asgi_client
 from tests.integration.console_auth import add_user, log_in
 
 pytestmark = pytest.mark.integration
@@ -82,8 +82,7 @@ async def test_first_start_puts_the_password_in_a_private_file_and_never_in_the_
     try:
         async with MemoryBus() as bus:
             app = create_app(settings, pg_dsn, bus, schema=db_schema)
-            async with app.router.lifespan_context(app), httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=app), base_url="http://console") as client:
+            async with asgi_client(app) as client:
 
                 def announced() -> bool:  # logged after the commit
                     return any("no console users yet" in r.getMessage() for r in caplog.records)

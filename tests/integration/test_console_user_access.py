@@ -35,13 +35,17 @@ from console.user_admin import (
 from console.users import Role, verify_login
 from shouwang.bus import MemoryBus
 from shouwang.catalog import DeviceType
-from shouwang.models import Detection, DetectionKind, Severity
 from shouwang.store import connect
-from shouwang.store.alerts import upsert_live
 from shouwang.store.registry import sync_registry
-from tests.integration.console_auth import PASSWORD, add_user, log_in
-from tests.integration.test_console_stream import SseReader
-from tests.integration.test_console_stream_session import WAIT_S, _ends, _refused, _stack
+from tests.integration.console_app import LogsIn, client_maker, open_alert
+from tests.integration.console_auth import PASSWORD, add_user
+from tests.integration.test_console_stream_session import (
+    WAIT_S,
+    _ends,
+    _live_streams,
+    _refused,
+    _stack,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -62,17 +66,12 @@ def _settings(data_root: Path, schema: str) -> Settings:
 
 
 @dataclass
-class Stack:
+class Stack(LogsIn):
     settings: Settings
     dsn: str
     db: AsyncConnection[Any]
     s1_alert: int
     client: Callable[[], httpx.AsyncClient]
-
-    async def as_user(self, name: str) -> httpx.AsyncClient:
-        client = self.client()
-        await log_in(client, name)
-        return client
 
     async def audit(self, name: str) -> list[tuple[str, str]]:
         cur = await self.db.execute(
@@ -81,23 +80,13 @@ class Stack:
         return [(r[0], r[1]) for r in await cur.fetchall()]
 
 
-async def _open_alert(db: AsyncConnection[Any], device: str, site: str) -> int:
-    detection = Detection(ts=NOW, device_id=device, site=site, hazard="gas",
-                          kind=DetectionKind.HAZARD, severity=Severity.RED, firing=True,
-                          metric="lel", value=50.0, level=2, message="gas")
-    async with db.transaction(), db.cursor() as cur:
-        alert, _, _ = await upsert_live(cur, detection, NOW)
-    return alert.id
-
-
 @pytest.fixture
 async def stack(pg_dsn: str, db_schema: str, tmp_path: Path) -> AsyncIterator[Stack]:
     settings = _settings(tmp_path, db_schema)
     db = await connect(pg_dsn, db_schema, autocommit=True)
-    clients: list[httpx.AsyncClient] = []
     try:
         await sync_registry(db, settings.site_map().values(), settings.device_map().values())
-        s1 = await _open_alert(db, "g1", "s1")
+        s1 = await open_alert(db, "g1", "s1", "gas", at=NOW, value=50.0)
         await add_user(db, FIRST_ADMIN, Role.ADMIN)
         await add_user(db, "boss", Role.ADMIN)
         await add_user(db, "duty", Role.DUTY_OFFICER, ("s1", "s2"))
@@ -105,17 +94,8 @@ async def stack(pg_dsn: str, db_schema: str, tmp_path: Path) -> AsyncIterator[St
         await add_user(db, "station-s1", Role.FIRE_STATION, ("s1",))
         async with MemoryBus() as bus:
             app = create_app(settings, pg_dsn, bus, schema=db_schema, clock=lambda: NOW)
-
-            def client() -> httpx.AsyncClient:
-                made = httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                         base_url="http://console")
-                clients.append(made)
-                return made
-
-            async with app.router.lifespan_context(app):
+            async with client_maker(app) as client:
                 yield Stack(settings=settings, dsn=pg_dsn, db=db, s1_alert=s1, client=client)
-                for made in clients:
-                    await made.aclose()
     finally:
         await db.close()
 
@@ -181,11 +161,7 @@ async def test_disabling_ends_open_live_streams_by_the_next_ping(
         leaving = await stack.as_user("李值班")
         other = await stack.as_user("王微站")
         cookie = leaving.cookies[SESSION_COOKIE]
-        async with leaving.stream("GET", "/api/stream") as gone, \
-                other.stream("GET", "/api/stream") as theirs:
-            ended, kept = SseReader(gone), SseReader(theirs)
-            await ended.until(":", WAIT_S)
-            await kept.until(":", WAIT_S)
+        async with _live_streams(leaving, other) as (ended, kept):
             assert await disable_user(settings, pg_dsn, name="李值班") == 1
             await _ends(ended)
             for _ in range(3):  # another user's stream outlives several more checks

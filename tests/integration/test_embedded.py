@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -19,15 +17,6 @@ from shouwang.embedded.broker import DEFAULT_SEARCH_PATH
 from shouwang.embedded.postgres import EmbeddedPostgresError, find_bin_dir
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def data_root() -> Iterator[Path]:
-    # not tmp_path: as root, postgres runs as a system user, which cannot enter /tmp/pytest-of-root
-    root = Path(tempfile.mkdtemp(prefix="shouwang-embedded-"))
-    root.chmod(0o755)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
 
 
 async def test_postgres_select_1_and_restarts(data_root: Path) -> None:

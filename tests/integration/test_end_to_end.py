@@ -21,7 +21,8 @@ from shouwang.sink import LocalSink
 from shouwang.store import ReadingStore, connect
 from shouwang.wiring import ServiceRunner, ingest_service, mqtt_source, prepare_store
 from tests.integration.console_auth import add_user, log_in
-from tests.integration.e2e import LEAK_DEVICE, community, eventually, stream
+from tests.integration.db_query import db_scalar
+from tests.integration.e2e import LEAK_DEVICE, community, eventually, services_running, stream
 from tests.integration.local_servers import running_sink
 from tests.integration.mqtt_util import publish_all
 
@@ -60,23 +61,9 @@ async def scale_out_stack(pg_dsn: str, schema: str, mqtt_addr: tuple[str, int],
             runner.add("detectors", DetectorService(settings, bus).run)
             runner.add("alerting", AlertingService(settings, bus, pg_dsn, schema=schema).run)
             runner.add("console", console.run)
-            running = asyncio.create_task(runner.run(), name="test.stack")
-            try:
+            async with services_running(runner, stop, "test.stack"):
                 await asyncio.wait_for(console.ready.wait(), 20)
                 yield Stack(settings, sink, console)
-            finally:
-                stop.set()
-                await running
-
-
-async def _scalar(dsn: str, schema: str, query: str, *args: object) -> object:
-    conn = await connect(dsn, schema, autocommit=True)
-    try:
-        cur = await conn.execute(query, args or None)
-        row = await cur.fetchone()
-        return row[0] if row else None
-    finally:
-        await conn.close()
 
 
 async def test_gas_leak_end_to_end_over_kafka(
@@ -87,7 +74,8 @@ async def test_gas_leak_end_to_end_over_kafka(
         assert publish_all(mqtt_addr, messages) == len(messages)
 
         async def all_landed() -> bool:
-            return await _scalar(pg_dsn, db_schema, "SELECT count(*) FROM readings") == readings
+            landed: int = await db_scalar(pg_dsn, db_schema, "SELECT count(*) FROM readings")
+            return landed == readings
 
         await eventually(all_landed, 60, "every published reading in the database")
 
@@ -100,12 +88,12 @@ async def test_gas_leak_end_to_end_over_kafka(
         assert len(stack.sink.received("broadcast")) == 1
         assert "301" in stack.sink.received("sms")[0].body
 
-        alerts = await _scalar(pg_dsn, db_schema, "SELECT count(*) FROM alerts")
-        live = await _scalar(pg_dsn, db_schema,
-                             "SELECT count(*) FROM alerts WHERE device_id = %s AND hazard = "
-                             "'gas' AND status = 'open'", LEAK_DEVICE)
+        alerts = await db_scalar(pg_dsn, db_schema, "SELECT count(*) FROM alerts")
+        live = await db_scalar(pg_dsn, db_schema,
+                               "SELECT count(*) FROM alerts WHERE device_id = %s AND hazard = "
+                               "'gas' AND status = 'open'", LEAK_DEVICE)
         assert (alerts, live) == (1, 1)
-        assert await _scalar(pg_dsn, db_schema, "SELECT severity FROM alerts") == 4  # red
+        assert await db_scalar(pg_dsn, db_schema, "SELECT severity FROM alerts") == 4  # red
 
         db = await connect(pg_dsn, db_schema, autocommit=True)
         try:
@@ -120,9 +108,9 @@ async def test_gas_leak_end_to_end_over_kafka(
             response = await client.post(f"/api/alerts/{alert_id}/ack",
                                          json={"actor": "fire-station-2", "note": "on our way"})
             assert response.status_code == 200
-        assert await _scalar(pg_dsn, db_schema, "SELECT status FROM alerts WHERE id = %s",
-                             alert_id) == "acknowledged"
-        assert await _scalar(pg_dsn, db_schema,
-                             "SELECT count(*) FROM alert_events WHERE alert_id = %s AND "
-                             "to_status = 'acknowledged' AND actor = 'fire-station-2'",
-                             alert_id) == 1
+        assert await db_scalar(pg_dsn, db_schema, "SELECT status FROM alerts WHERE id = %s",
+                               alert_id) == "acknowledged"
+        assert await db_scalar(pg_dsn, db_schema,
+                               "SELECT count(*) FROM alert_events WHERE alert_id = %s AND "
+                               "to_status = 'acknowledged' AND actor = 'fire-station-2'",
+                               alert_id) == 1

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import subprocess
 import sys
 import time
@@ -35,7 +34,8 @@ from shouwang.bus.kafka import KafkaBus
 from shouwang.sink import LocalSink
 from shouwang.store import ReadingStore, connect
 from shouwang.wiring import ServiceRunner, ingest_service, mqtt_source, prepare_store
-from tests.integration.e2e import eventually
+from tests.integration.db_query import db_rows, db_scalar, rejected_messages
+from tests.integration.e2e import eventually, services_running
 
 pytestmark = pytest.mark.integration
 
@@ -95,12 +95,8 @@ async def _stack(settings: Settings, pg_dsn: str, schema: str) -> AsyncIterator[
         if kafka:
             runner.add("store-writer", StoreWriterService(bus, store).run)
         runner.add("alerting", AlertingService(settings, bus, pg_dsn, schema=schema).run)
-        running = asyncio.create_task(runner.run(), name="test.flood-stack")
-        try:
+        async with services_running(runner, stop, "test.flood-stack"):
             yield Stack(settings, ingest)
-        finally:
-            stop.set()
-            await running
 
 
 class _Devices:
@@ -149,31 +145,6 @@ class _Devices:
         self._client.loop_stop()
 
 
-async def _rows(dsn: str, schema: str, query: str, *args: object) -> list[tuple[Any, ...]]:
-    conn = await connect(dsn, schema, autocommit=True)
-    try:
-        cur = await conn.execute(query, args or None)
-        return await cur.fetchall()
-    finally:
-        await conn.close()
-
-
-async def _scalar(dsn: str, schema: str, query: str, *args: object) -> Any:
-    rows = await _rows(dsn, schema, query, *args)
-    return rows[0][0] if rows else None
-
-
-def _counted(rows: list[tuple[Any, ...]], reason: str) -> int:
-    """Messages the sampled rejects rows stand for: each detail starts with its count."""
-    total = 0
-    for row_reason, detail in rows:
-        if row_reason == reason:
-            match = re.match(r"(\d+) messages", detail)
-            assert match, detail
-            total += int(match.group(1))
-    return total
-
-
 @pytest.mark.parametrize("bus", ["memory", "kafka"])
 async def test_flooding_device_is_limited_then_quarantined_while_others_flow(
         tmp_path: Path, pg_dsn: str, db_schema: str, mqtt_addr: tuple[str, int], run_id: str,
@@ -197,36 +168,36 @@ async def test_flooding_device_is_limited_then_quarantined_while_others_flow(
         assert all(n >= int(FLOOD_S) - 1 for n in normal_acked.values()), normal_acked
 
         async def normal_landed() -> bool:
-            return await _scalar(pg_dsn, db_schema, "SELECT count(*) FROM readings WHERE "
-                                 "device_id <> %s", FLOODER) == expected_normal
+            return await db_scalar(pg_dsn, db_schema, "SELECT count(*) FROM readings WHERE "
+                                   "device_id <> %s", FLOODER) == expected_normal
         await eventually(normal_landed, 60, "every normal reading to land")
 
         # The flooder: each message it sent landed, was rate-limited or was dropped.
         async def flood_accounted() -> bool:
-            landed = await _scalar(pg_dsn, db_schema, "SELECT count(DISTINCT seq) FROM "
-                                   "readings WHERE device_id = %s", FLOODER)
+            landed = await db_scalar(pg_dsn, db_schema, "SELECT count(DISTINCT seq) FROM "
+                                     "readings WHERE device_id = %s", FLOODER)
             return landed + guard.rate_limited + guard.dropped == flood_acked
         await eventually(flood_accounted, 30, "every flooder message to be accounted for")
-        landed_flood = await _scalar(pg_dsn, db_schema, "SELECT count(DISTINCT seq) FROM "
-                                     "readings WHERE device_id = %s", FLOODER)
+        landed_flood = await db_scalar(pg_dsn, db_schema, "SELECT count(DISTINCT seq) FROM "
+                                       "readings WHERE device_id = %s", FLOODER)
         assert guard.is_quarantined(FLOODER) and guard.quarantines == 1
         assert guard.rate_limited > 0 and guard.dropped > 0
         # Within its limit: the burst plus 20 a second until the quarantine (about 2.7 s).
         assert landed_flood <= FLOOD["burst_messages"] + 20 * (FLOOD["quarantine_after_s"] + 2)
 
-        quarantine = await _rows(pg_dsn, db_schema, "SELECT site, released_at, reason FROM "
-                                 "device_quarantine WHERE device_id = %s", FLOODER)
+        quarantine = await db_rows(pg_dsn, db_schema, "SELECT site, released_at, reason FROM "
+                                   "device_quarantine WHERE device_id = %s", FLOODER)
         assert quarantine == [(SITE, None, "flooding")]
 
         # Rejects: sampled, few rows, but their counts add up to every message held back.
         async def rejects_add_up() -> bool:
-            rows = await _rows(pg_dsn, db_schema, "SELECT reason, detail FROM rejects WHERE "
-                               "device_id = %s", FLOODER)
-            return (_counted(rows, "rate_limited") == guard.rate_limited
-                    and _counted(rows, "quarantined") == guard.dropped)
+            rows = await db_rows(pg_dsn, db_schema, "SELECT reason, detail FROM rejects WHERE "
+                                 "device_id = %s", FLOODER)
+            return (rejected_messages(rows, "rate_limited") == guard.rate_limited
+                    and rejected_messages(rows, "quarantined") == guard.dropped)
         await eventually(rejects_add_up, 30, "the sampled rejects to add up")
-        rows = await _rows(pg_dsn, db_schema, "SELECT reason, count(*) FROM rejects "
-                           "GROUP BY reason")
+        rows = await db_rows(pg_dsn, db_schema, "SELECT reason, count(*) FROM rejects "
+                             "GROUP BY reason")
         per_reason = dict(rows)
         log.info("flood (%s bus): flooder published=%d landed=%d rate_limited=%d dropped=%d; "
                  "normal published=%d readings landed=%d; rejects rows %s", bus, flood_acked,
@@ -239,9 +210,9 @@ async def test_flooding_device_is_limited_then_quarantined_while_others_flow(
 
         # Maintenance hears of it through the normal pipeline: a health alert, a message.
         async def alert_open() -> bool:
-            return await _scalar(pg_dsn, db_schema, "SELECT count(*) FROM alerts WHERE "
-                                 "device_id = %s AND hazard = 'flooding' AND kind = 'health' "
-                                 "AND status = 'open'", FLOODER) == 1
+            return await db_scalar(pg_dsn, db_schema, "SELECT count(*) FROM alerts WHERE "
+                                   "device_id = %s AND hazard = 'flooding' AND kind = 'health' "
+                                   "AND status = 'open'", FLOODER) == 1
         await eventually(alert_open, 30, "the flooding alert to open")
 
         async def maintenance_told() -> bool:
@@ -250,7 +221,7 @@ async def test_flooding_device_is_limited_then_quarantined_while_others_flow(
                        for m in sink.received("maintenance"))
         await eventually(maintenance_told, 30, "the maintenance message")
         assert len(sink.messages) == 1, sink.messages
-        assert await _scalar(pg_dsn, db_schema, "SELECT count(*) FROM alerts") == 1
+        assert await db_scalar(pg_dsn, db_schema, "SELECT count(*) FROM alerts") == 1
 
         # An operator releases it from the command line; ingest lets it through again.
         config = tmp_path / "release.yaml"
@@ -263,18 +234,18 @@ async def test_flooding_device_is_limited_then_quarantined_while_others_flow(
         async def released() -> bool:
             return not guard.is_quarantined(FLOODER)
         await eventually(released, 15, "ingest to see the release")
-        assert await _rows(pg_dsn, db_schema, "SELECT released_by FROM device_quarantine "
-                           "WHERE device_id = %s AND released_at IS NOT NULL",
-                           FLOODER) == [("maintainer-1",)]
+        assert await db_rows(pg_dsn, db_schema, "SELECT released_by FROM device_quarantine "
+                             "WHERE device_id = %s AND released_at IS NOT NULL",
+                             FLOODER) == [("maintainer-1",)]
 
         async def cleared() -> bool:
-            return await _scalar(pg_dsn, db_schema, "SELECT count(*) FROM alert_events e "
-                                 "JOIN alerts a ON a.id = e.alert_id WHERE a.hazard = "
-                                 "'flooding' AND e.action = 'cleared'") == 1
+            return await db_scalar(pg_dsn, db_schema, "SELECT count(*) FROM alert_events e "
+                                   "JOIN alerts a ON a.id = e.alert_id WHERE a.hazard = "
+                                   "'flooding' AND e.action = 'cleared'") == 1
         await eventually(cleared, 30, "the flooding alert to be cleared")
 
-        before = await _scalar(pg_dsn, db_schema, "SELECT count(DISTINCT seq) FROM readings "
-                               "WHERE device_id = %s", FLOODER)
+        before = await db_scalar(pg_dsn, db_schema, "SELECT count(DISTINCT seq) FROM readings "
+                                 "WHERE device_id = %s", FLOODER)
         again = _Devices(mqtt_addr, root, first_seq=100_000)
         try:
             for _ in range(3):
@@ -284,8 +255,8 @@ async def test_flooding_device_is_limited_then_quarantined_while_others_flow(
             again.close()
 
         async def flowing() -> bool:
-            return await _scalar(pg_dsn, db_schema, "SELECT count(DISTINCT seq) FROM "
-                                 "readings WHERE device_id = %s", FLOODER) == before + 3
+            return await db_scalar(pg_dsn, db_schema, "SELECT count(DISTINCT seq) FROM "
+                                   "readings WHERE device_id = %s", FLOODER) == before + 3
         await eventually(flowing, 30, "the released device's readings to land")
 
 
@@ -320,19 +291,19 @@ async def test_a_quarantine_outlives_an_ingest_restart(
             devices.close()
 
         async def normal_landed() -> bool:
-            return await _scalar(pg_dsn, db_schema, "SELECT count(*) FROM readings") == \
+            return await db_scalar(pg_dsn, db_schema, "SELECT count(*) FROM readings") == \
                 3 * len(VALUES)
         await eventually(normal_landed, 30, "the other device's readings")
 
         async def dropped() -> bool:
-            rows = await _rows(pg_dsn, db_schema, "SELECT reason, detail FROM rejects")
-            return _counted(rows, "quarantined") == 3 == guard.dropped
+            rows = await db_rows(pg_dsn, db_schema, "SELECT reason, detail FROM rejects")
+            return rejected_messages(rows, "quarantined") == 3 == guard.dropped
         await eventually(dropped, 30, "the quarantined device's messages to be counted")
-        assert await _scalar(pg_dsn, db_schema, "SELECT count(*) FROM readings WHERE "
-                             "device_id = %s", FLOODER) == 0
+        assert await db_scalar(pg_dsn, db_schema, "SELECT count(*) FROM readings WHERE "
+                               "device_id = %s", FLOODER) == 0
 
         async def dropped_recorded() -> bool:
-            return await _scalar(pg_dsn, db_schema, "SELECT dropped FROM device_quarantine") == 3
+            return await db_scalar(pg_dsn, db_schema, "SELECT dropped FROM device_quarantine") == 3
         await eventually(dropped_recorded, 15, "the dropped count in device_quarantine")
-    assert await _scalar(pg_dsn, db_schema, "SELECT count(*) FROM alerts") == 0
+    assert await db_scalar(pg_dsn, db_schema, "SELECT count(*) FROM alerts") == 0
     assert sink.messages == []

@@ -23,6 +23,7 @@ from shouwang.bus import MemoryBus
 from shouwang.codec import encode_alert
 from shouwang.store import connect
 from shouwang.store.alerts import get_alert
+from tests.integration.console_app import client_maker
 from tests.integration.console_auth import add_user, log_in
 from tests.integration.privacy_seed import NAME_A, NOW, Seeded, privacy_settings, seed
 from tests.integration.test_console_stream import SseReader, running
@@ -51,17 +52,12 @@ async def console(pg_dsn: str, db_schema: str) -> AsyncIterator[Console]:
             await add_user(db, name, role, ("s1",))
         async with MemoryBus() as bus:
             app = create_app(SETTINGS, pg_dsn, bus, schema=db_schema, clock=lambda: NOW)
-            async with app.router.lifespan_context(app):
+            async with client_maker(app) as client:
                 clients = {}
-                try:
-                    for name in ROLES:
-                        clients[name] = httpx.AsyncClient(
-                            transport=httpx.ASGITransport(app=app), base_url="http://console")
-                        await log_in(clients[name], name)
-                    yield Console(clients=clients, db=db, seeded=seeded)
-                finally:
-                    for client in clients.values():
-                        await client.aclose()
+                for name in ROLES:
+                    clients[name] = client()
+                    await log_in(clients[name], name)
+                yield Console(clients=clients, db=db, seeded=seeded)
     finally:
         await db.close()
 

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import orjson
 import pytest
@@ -24,7 +23,8 @@ from shouwang.sink import LocalSink
 from shouwang.store import ReadingStore, connect
 from shouwang.store.alerts import transition
 from shouwang.wiring import ServiceRunner, ingest_service, mqtt_source, prepare_store
-from tests.integration.e2e import eventually
+from tests.integration.db_query import db_scalar
+from tests.integration.e2e import eventually, services_running
 from tests.integration.mqtt_util import publish_all
 
 pytestmark = pytest.mark.integration
@@ -56,22 +56,8 @@ async def _stack(settings: Settings, pg_dsn: str,
         runner.add("detectors", DetectorService(settings, bus).run)
         runner.add("alerting", AlertingService(settings, bus, pg_dsn, schema=schema).run)
         runner.add("watch", watch)
-        running = asyncio.create_task(runner.run(), name="test.replay-stack")
-        try:
+        async with services_running(runner, stop, "test.replay-stack"):
             yield ingest, detections
-        finally:
-            stop.set()
-            await running
-
-
-async def _scalar(dsn: str, schema: str, query: str, *args: object) -> Any:
-    conn = await connect(dsn, schema, autocommit=True)
-    try:
-        cur = await conn.execute(query, args or None)
-        row = await cur.fetchone()
-        return row[0] if row else None
-    finally:
-        await conn.close()
 
 
 async def test_a_replayed_alarm_is_stored_once_and_raises_nothing_again(
@@ -103,8 +89,8 @@ async def test_a_replayed_alarm_is_stored_once_and_raises_nothing_again(
         async def alerted() -> bool:
             return len(sink.received("sms")) == 1
         await eventually(alerted, 30, "the gas alert's message")
-        alert_id = await _scalar(pg_dsn, db_schema, "SELECT id FROM alerts WHERE hazard = "
-                                 "'gas'")
+        alert_id = await db_scalar(pg_dsn, db_schema, "SELECT id FROM alerts WHERE hazard = "
+                                   "'gas'")
         conn = await connect(pg_dsn, db_schema, autocommit=True)
         try:
             await transition(conn, alert_id, AlertStatus.RESOLVED, actor="duty", source="test",
@@ -125,17 +111,17 @@ async def test_a_replayed_alarm_is_stored_once_and_raises_nothing_again(
         await eventually(marker_seen, 30, "the marker's detection")
 
         assert ingest.messages == len(first) + len(later) + 3  # the replay reached ingest
-        rows = await _scalar(pg_dsn, db_schema, "SELECT count(*) FROM readings")
+        rows = await db_scalar(pg_dsn, db_schema, "SELECT count(*) FROM readings")
         distinct_messages = len(first) + len(later) + 1  # the marker; not the replay
         assert rows == distinct_messages * len(NORMAL), "the replay added no row"
-        assert await _scalar(pg_dsn, db_schema, "SELECT count(*) FROM readings WHERE seq = 3 "
-                             "AND metric = 'lel'") == 1
+        assert await db_scalar(pg_dsn, db_schema, "SELECT count(*) FROM readings WHERE seq = 3 "
+                               "AND metric = 'lel'") == 1
         gas = [d for d in detections if d.hazard == "gas" and d.firing]
         assert len(gas) == 1, gas
-        assert await _scalar(pg_dsn, db_schema, "SELECT count(*) FROM alerts WHERE hazard = "
-                             "'gas'") == 1
-        assert await _scalar(pg_dsn, db_schema, "SELECT status FROM alerts WHERE id = %s",
-                             alert_id) == "resolved"
+        assert await db_scalar(pg_dsn, db_schema, "SELECT count(*) FROM alerts WHERE hazard = "
+                               "'gas'") == 1
+        assert await db_scalar(pg_dsn, db_schema, "SELECT status FROM alerts WHERE id = %s",
+                               alert_id) == "resolved"
         assert len(sink.received("sms")) == 1
 
         # A capture older than the horizon (7 days) is not even stored: a stale reject.
@@ -143,7 +129,7 @@ async def test_a_replayed_alarm_is_stored_once_and_raises_nothing_again(
         assert publish_all(mqtt_addr, [ancient]) == 1
 
         async def stale_rejected() -> bool:
-            return await _scalar(pg_dsn, db_schema, "SELECT count(*) FROM rejects WHERE "
-                                 "reason = 'stale' AND device_id = %s", DEVICE) == 1
+            return await db_scalar(pg_dsn, db_schema, "SELECT count(*) FROM rejects WHERE "
+                                   "reason = 'stale' AND device_id = %s", DEVICE) == 1
         await eventually(stale_rejected, 30, "the stale reject")
-        assert await _scalar(pg_dsn, db_schema, "SELECT count(*) FROM readings") == rows
+        assert await db_scalar(pg_dsn, db_schema, "SELECT count(*) FROM readings") == rows
