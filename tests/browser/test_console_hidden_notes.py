@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.async_api import BrowserContext, expect
 
@@ -20,8 +19,7 @@ from console.users import Role
 from shouwang.bus import MemoryBus
 from shouwang.store import connect
 from tests.browser.stack import log_in
-from tests.integration.console_auth import add_user
-from tests.integration.console_auth import log_in as api_log_in
+from tests.integration.console_auth import add_user, logged_in
 from tests.integration.privacy_seed import privacy_settings, seed
 from tests.integration.test_console_stream import running
 
@@ -49,10 +47,7 @@ async def test_fire_station_board_shows_the_marker_instead_of_care_notes(
     async with MemoryBus() as bus:
         service = ConsoleService(settings, bus, pg_dsn, schema=db_schema)
         async with running(service), \
-                httpx.AsyncClient(trust_env=False, timeout=10, base_url=service.url) as care, \
-                httpx.AsyncClient(trust_env=False, timeout=10, base_url=service.url) as duty:
-            await api_log_in(care, "护理员")
-            await api_log_in(duty, "值班员")
+                logged_in(service.url, "护理员", "值班员") as (care, duty):
             for client, url, body in (
                     (care, f"/api/alerts/{seeded.sos_alert}/ack", {"note": SOS_NOTE}),
                     (care, f"/api/alerts/{seeded.sos_alert}/assign",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import httpx
@@ -9,7 +11,7 @@ from psycopg import AsyncConnection
 
 from console.users import Role, create_user, hash_password
 
-__all__ = ["PASSWORD", "add_user", "log_in"]
+__all__ = ["PASSWORD", "add_user", "log_in", "logged_in"]
 
 PASSWORD = "correct-horse-battery-staple"
 _HASHES: dict[str, str] = {}  # argon2 is slow on purpose: hash each test password once
@@ -34,3 +36,14 @@ async def log_in(client: httpx.AsyncClient, name: str, password: str = PASSWORD)
     token: str = response.json()["csrf_token"]
     client.headers["X-CSRF-Token"] = token
     return token
+
+
+@asynccontextmanager
+async def logged_in(base_url: str, *names: str) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """One client per name, each logged in to the console at ``base_url``, closed after."""
+    async with AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(
+            httpx.AsyncClient(trust_env=False, timeout=10, base_url=base_url)) for _ in names]
+        for client, name in zip(clients, names, strict=True):
+            await log_in(client, name)
+        yield clients

@@ -24,7 +24,7 @@ from shouwang.codec import encode_alert
 from shouwang.store import connect
 from shouwang.store.alerts import get_alert
 from tests.integration.console_app import client_maker
-from tests.integration.console_auth import add_user, log_in
+from tests.integration.console_auth import add_user, log_in, logged_in
 from tests.integration.privacy_seed import NAME_A, NOW, Seeded, privacy_settings, seed
 from tests.integration.test_console_stream import SseReader, running
 
@@ -194,18 +194,15 @@ async def test_live_stream_redacts_for_the_fire_station(pg_dsn: str, db_schema: 
     async with MemoryBus() as bus:
         service = ConsoleService(settings, bus, pg_dsn, schema=db_schema)
         async with running(service), \
-                httpx.AsyncClient(trust_env=False, timeout=10, base_url=service.url) as station, \
-                httpx.AsyncClient(trust_env=False, timeout=10, base_url=service.url) as duty:
-            await log_in(station, "station")
-            await log_in(duty, "duty")
-            async with station.stream("GET", "/api/stream") as s_response, \
-                    duty.stream("GET", "/api/stream") as d_response:
-                readers = {"station": SseReader(s_response), "duty": SseReader(d_response)}
-                for reader in readers.values():
-                    await reader.until(":", 5.0)
-                await bus.publish("alert-updates", [(str(heart.id), encode_alert(heart))])
-                shown = {name: orjson.loads((await reader.until("alert", 5.0)).data)
-                         for name, reader in readers.items()}
+                logged_in(service.url, "station", "duty") as (station, duty), \
+                station.stream("GET", "/api/stream") as s_response, \
+                duty.stream("GET", "/api/stream") as d_response:
+            readers = {"station": SseReader(s_response), "duty": SseReader(d_response)}
+            for reader in readers.values():
+                await reader.until(":", 5.0)
+            await bus.publish("alert-updates", [(str(heart.id), encode_alert(heart))])
+            shown = {name: orjson.loads((await reader.until("alert", 5.0)).data)
+                     for name, reader in readers.items()}
     assert shown["duty"]["last_value"] == 160.0
     assert (shown["station"]["last_value"], shown["station"]["message"]) == (None,
                                                                              RESTRICTED_TEXT)
@@ -326,26 +323,23 @@ async def test_live_stream_hides_notes_on_a_wearables_alert(pg_dsn: str,
     async with MemoryBus() as bus:
         service = ConsoleService(settings, bus, pg_dsn, schema=db_schema)
         async with running(service), \
-                httpx.AsyncClient(trust_env=False, timeout=10, base_url=service.url) as station, \
-                httpx.AsyncClient(trust_env=False, timeout=10, base_url=service.url) as care:
-            await log_in(station, "station")
-            await log_in(care, "care")
-            async with station.stream("GET", "/api/stream") as s_response, \
-                    care.stream("GET", "/api/stream") as c_response:
-                readers = {"station": SseReader(s_response), "care": SseReader(c_response)}
-                for reader in readers.values():
-                    await reader.until(":", 5.0)
-                for url, body in (
-                        (f"/api/alerts/{seeded.sos_alert}/ack", {"note": SOS_NOTE}),
-                        (f"/api/alerts/{seeded.sos_alert}/assign",
-                         {"assignee": "care", "note": SOS_ASSIGN_NOTE}),
-                        (f"/api/alerts/{seeded.gas_alert}/assign",
-                         {"assignee": "station", "note": GAS_NOTE})):
-                    response = await care.post(url, json=body)
-                    assert response.status_code == 200, response.text
-                for name, reader in readers.items():
-                    await until_assigned(name, reader, seeded.sos_alert)
-                    await until_assigned(name, reader, seeded.gas_alert)
+                logged_in(service.url, "station", "care") as (station, care), \
+                station.stream("GET", "/api/stream") as s_response, \
+                care.stream("GET", "/api/stream") as c_response:
+            readers = {"station": SseReader(s_response), "care": SseReader(c_response)}
+            for reader in readers.values():
+                await reader.until(":", 5.0)
+            for url, body in (
+                    (f"/api/alerts/{seeded.sos_alert}/ack", {"note": SOS_NOTE}),
+                    (f"/api/alerts/{seeded.sos_alert}/assign",
+                     {"assignee": "care", "note": SOS_ASSIGN_NOTE}),
+                    (f"/api/alerts/{seeded.gas_alert}/assign",
+                     {"assignee": "station", "note": GAS_NOTE})):
+                response = await care.post(url, json=body)
+                assert response.status_code == 200, response.text
+            for name, reader in readers.items():
+                await until_assigned(name, reader, seeded.sos_alert)
+                await until_assigned(name, reader, seeded.gas_alert)
     station_text = "\n".join(raw["station"])
     assert "nitroglycerin" not in station_text and "pill box" not in station_text
     shown = last["station"][seeded.sos_alert]["assignment"]
