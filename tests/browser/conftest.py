@@ -5,8 +5,8 @@ Playwright's own browser downloads are never used. Screenshots go to
 test-artifacts/browser-<time>/, printed at the end of the run (CI keeps that folder).
 
 A test whose tab's renderer process died ("Page crashed") runs once more: page scripts cannot
-kill a renderer, Chromium can (one such crash in a CI run of eight tabs logging out at once,
-never reproduced in 60 runs of that test alone). The rerun shows in the summary; any other
+kill a renderer, Chromium can (one such crash in a CI run, eight tabs logging out at once;
+not seen again in 49 runs of that test here). The rerun shows in the summary; any other
 failure fails at once.
 """
 
