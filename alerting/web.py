@@ -129,32 +129,30 @@ def public_routes(context_of: Callable[[Request], PublicContext]) -> list[BaseRo
                 != cached["ETag"]:
             asked = None
         head = request.method == "HEAD"
+        part = None
+        ranged = cached
         async with context_of(request).pool.connection(timeout=_DB_TIMEOUT_S) as conn:
-            if asked is None and not head:
+            if asked is not None or head:
+                total = await clip_size(conn, name)
+                if total is None:
+                    return _no_such_audio()
+                try:
+                    part = None if asked is None else requested_range(asked, total)
+                except Unsatisfiable:
+                    return Response(status_code=416,
+                                    headers={**cached, "Content-Range": f"bytes */{total}"})
+                if part is not None:
+                    ranged = {**cached, "Content-Range": part.content_range(total)}
+                if head:
+                    return Response(status_code=200 if part is None else 206,
+                                    media_type="audio/wav",
+                                    headers={**ranged, "Content-Length": str(
+                                        total if part is None else part.length)})
+            if part is None:  # no range asked, or a Range header to ignore: the whole clip
                 wav = await load_clip(conn, name)
                 if wav is None:  # never rendered, or pruned since
                     return _no_such_audio()
                 return Response(wav, media_type="audio/wav", headers=cached)
-            total = await clip_size(conn, name)
-            if total is None:
-                return _no_such_audio()
-            try:
-                part = None if asked is None else requested_range(asked, total)
-            except Unsatisfiable:
-                return Response(status_code=416,
-                                headers={**cached, "Content-Range": f"bytes */{total}"})
-            if part is None:  # HEAD of the whole clip, or a Range header to ignore
-                if head:
-                    return Response(media_type="audio/wav",
-                                    headers={**cached, "Content-Length": str(total)})
-                wav = await load_clip(conn, name)
-                if wav is None:
-                    return _no_such_audio()
-                return Response(wav, media_type="audio/wav", headers=cached)
-            ranged = {**cached, "Content-Range": part.content_range(total)}
-            if head:
-                return Response(status_code=206, media_type="audio/wav",
-                                headers={**ranged, "Content-Length": str(part.length)})
             body = await load_clip_part(conn, name, part.first, part.length)
         if body is None:  # pruned between the two reads
             return _no_such_audio()
