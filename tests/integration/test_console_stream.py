@@ -6,7 +6,7 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
 import httpx
@@ -73,6 +73,19 @@ class SseReader:
                 assert event is not None, f"stream ended before a {wanted!r} event"
                 if event.event == wanted or (wanted == ":" and event.comments):
                     return event
+
+
+@asynccontextmanager
+async def live_streams(*clients: httpx.AsyncClient,
+                       first_ping_s: float) -> AsyncIterator[list[SseReader]]:
+    """Each client's live stream, read from once its first ping came: only then is the
+    stream surely being served, so what the test does next can reach it."""
+    async with AsyncExitStack() as streams:
+        readers = [SseReader(await streams.enter_async_context(client.stream("GET", "/api/stream")))
+                   for client in clients]
+        for reader in readers:
+            await reader.until(":", first_ping_s)
+        yield readers
 
 
 @asynccontextmanager

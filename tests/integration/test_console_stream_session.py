@@ -12,7 +12,7 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -32,7 +32,7 @@ from shouwang.models import Alert, AlertStatus, DetectionKind, Location, Severit
 from shouwang.store import connect
 from tests.integration.console_app import Clock, LogsIn
 from tests.integration.console_auth import add_user
-from tests.integration.test_console_stream import SseReader
+from tests.integration.test_console_stream import SseReader, live_streams
 
 pytestmark = pytest.mark.integration
 
@@ -101,18 +101,6 @@ async def _stack(pg_dsn: str, schema: str, *, ping_s: float) -> AsyncIterator[St
                     await serving
 
 
-@asynccontextmanager
-async def _live_streams(*clients: httpx.AsyncClient) -> AsyncIterator[list[SseReader]]:
-    """Each client's live stream, read from once its first ping came: only then is the
-    stream surely being served, so what the test does next can reach it."""
-    async with AsyncExitStack() as streams:
-        readers = [SseReader(await streams.enter_async_context(client.stream("GET", "/api/stream")))
-                   for client in clients]
-        for reader in readers:
-            await reader.until(":", WAIT_S)
-        yield readers
-
-
 async def _ends(events: SseReader) -> None:
     """The server says the session ended, then closes the stream."""
     await events.until("ended", WAIT_S)
@@ -142,7 +130,7 @@ async def test_logout_ends_that_sessions_stream_at_once(pg_dsn: str, db_schema: 
         staying = await stack.as_user("李值班")  # the same person at another console
         other = await stack.as_user("王微站")
         cookie = leaving.cookies[SESSION_COOKIE]
-        async with _live_streams(leaving, staying, other) as readers:
+        async with live_streams(leaving, staying, other, first_ping_s=WAIT_S) as readers:
             await _delivers(stack, readers[0], 1)
             started = time.monotonic()
             logged_out = await leaving.post("/api/logout", json={})
@@ -163,7 +151,7 @@ async def test_new_password_ends_open_streams_by_the_next_ping(pg_dsn: str,
         changed = await stack.as_user("李值班")
         other = await stack.as_user("王微站")
         cookie = changed.cookies[SESSION_COOKIE]
-        async with _live_streams(changed, other) as (ended, kept):
+        async with live_streams(changed, other, first_ping_s=WAIT_S) as (ended, kept):
             for _ in range(2):  # pings pass while the session lives
                 ping = await ended.until(":", WAIT_S)
                 assert ping.comments[0].startswith("ping")
@@ -181,7 +169,7 @@ async def test_expired_session_ends_the_stream(pg_dsn: str, db_schema: str) -> N
     async with _stack(pg_dsn, db_schema, ping_s=0.3) as stack:
         expiring = await stack.as_user("李值班")
         cookie = expiring.cookies[SESSION_COOKIE]
-        async with _live_streams(expiring) as (events,):
+        async with live_streams(expiring, first_ping_s=WAIT_S) as (events,):
             stack.clock.now += TTL_S - 60  # near the end of the shift: still live
             for _ in range(2):
                 await events.until(":", WAIT_S)
@@ -195,7 +183,7 @@ async def test_narrowed_sites_apply_to_an_open_stream_by_the_next_ping(
         pg_dsn: str, db_schema: str) -> None:
     async with _stack(pg_dsn, db_schema, ping_s=0.3) as stack:
         station = await stack.as_user("王微站")
-        async with _live_streams(station) as (events,):
+        async with live_streams(station, first_ping_s=WAIT_S) as (events,):
             await _delivers(stack, events, 5)
             db = await connect(pg_dsn, db_schema, autocommit=True)
             try:

@@ -39,10 +39,10 @@ from shouwang.store import connect
 from shouwang.store.registry import sync_registry
 from tests.integration.console_app import LogsIn, client_maker, open_alert
 from tests.integration.console_auth import PASSWORD, add_user
+from tests.integration.test_console_stream import live_streams
 from tests.integration.test_console_stream_session import (
     WAIT_S,
     _ends,
-    _live_streams,
     _refused,
     _stack,
 )
@@ -161,7 +161,7 @@ async def test_disabling_ends_open_live_streams_by_the_next_ping(
         leaving = await stack.as_user("李值班")
         other = await stack.as_user("王微站")
         cookie = leaving.cookies[SESSION_COOKIE]
-        async with _live_streams(leaving, other) as (ended, kept):
+        async with live_streams(leaving, other, first_ping_s=WAIT_S) as (ended, kept):
             assert await disable_user(settings, pg_dsn, name="李值班") == 1
             await _ends(ended)
             for _ in range(3):  # another user's stream outlives several more checks

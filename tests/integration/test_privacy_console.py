@@ -26,7 +26,7 @@ from shouwang.store.alerts import get_alert
 from tests.integration.console_app import client_maker
 from tests.integration.console_auth import add_user, log_in, logged_in
 from tests.integration.privacy_seed import NAME_A, NOW, Seeded, privacy_settings, seed
-from tests.integration.test_console_stream import SseReader, running
+from tests.integration.test_console_stream import SseReader, live_streams, running
 
 pytestmark = pytest.mark.integration
 
@@ -194,12 +194,9 @@ async def test_live_stream_redacts_for_the_fire_station(pg_dsn: str, db_schema: 
     async with MemoryBus() as bus:
         service = ConsoleService(settings, bus, pg_dsn, schema=db_schema)
         async with running(service), \
-                logged_in(service.url, "station", "duty") as (station, duty), \
-                station.stream("GET", "/api/stream") as s_response, \
-                duty.stream("GET", "/api/stream") as d_response:
-            readers = {"station": SseReader(s_response), "duty": SseReader(d_response)}
-            for reader in readers.values():
-                await reader.until(":", 5.0)
+                logged_in(service.url, "station", "duty") as clients, \
+                live_streams(*clients, first_ping_s=5.0) as (s_reader, d_reader):
+            readers = {"station": s_reader, "duty": d_reader}
             await bus.publish("alert-updates", [(str(heart.id), encode_alert(heart))])
             shown = {name: orjson.loads((await reader.until("alert", 5.0)).data)
                      for name, reader in readers.items()}
@@ -324,11 +321,8 @@ async def test_live_stream_hides_notes_on_a_wearables_alert(pg_dsn: str,
         service = ConsoleService(settings, bus, pg_dsn, schema=db_schema)
         async with running(service), \
                 logged_in(service.url, "station", "care") as (station, care), \
-                station.stream("GET", "/api/stream") as s_response, \
-                care.stream("GET", "/api/stream") as c_response:
-            readers = {"station": SseReader(s_response), "care": SseReader(c_response)}
-            for reader in readers.values():
-                await reader.until(":", 5.0)
+                live_streams(station, care, first_ping_s=5.0) as (s_reader, c_reader):
+            readers = {"station": s_reader, "care": c_reader}
             for url, body in (
                     (f"/api/alerts/{seeded.sos_alert}/ack", {"note": SOS_NOTE}),
                     (f"/api/alerts/{seeded.sos_alert}/assign",
